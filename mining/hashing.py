@@ -1,0 +1,33 @@
+"""Hash functions used by scrypt coins: sha256d for ids and merkle trees, scrypt for proof of work."""
+
+import hashlib
+
+# hashlib.scrypt (OpenSSL) was chosen over the `scrypt` package by measurement (bench/scrypt.py,
+# BENCHMARKS.md): it is faster per call and releases the GIL, so a thread pool scales with cores.
+_SCRYPT_N = 1024
+_SCRYPT_R = 1
+_SCRYPT_P = 1
+_SCRYPT_MAXMEM = 2 * 1024 * 1024
+
+
+def sha256d(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def scrypt_pow(header: bytes) -> bytes:
+    """scrypt(N=1024, r=1, p=1) of an 80-byte header salted with itself: Litecoin's proof of work."""
+    if len(header) != 80:
+        raise ValueError(f"a block header is 80 bytes, got {len(header)}")
+    return hashlib.scrypt(
+        header, salt=header, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+    )
+
+
+def hash_to_int(digest: bytes) -> int:
+    """Hashes compare against targets as little-endian 256-bit integers."""
+    return int.from_bytes(digest, "little")
+
+
+def hash_to_hex(digest: bytes) -> str:
+    """Display order, as block explorers and Litecoin Core print hashes (bytes reversed)."""
+    return digest[::-1].hex()

@@ -1,0 +1,257 @@
+"""Stratum v1 codec, sans-I/O: feed bytes in, get typed messages or typed protocol errors out.
+
+One JSON object per line. The codec never raises on input: garbage, invalid UTF-8, a line over the
+limit, wrong types — each becomes a `ProtocolError` the caller answers and counts, so one bad line
+costs one error reply and the connection lives. Messages are serialised with `encode`.
+"""
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# JSON-RPC 2.0 codes for malformed input, and Stratum's own share codes (20–25).
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+OTHER = 20
+JOB_NOT_FOUND = 21
+DUPLICATE_SHARE = 22
+LOW_DIFFICULTY = 23
+UNAUTHORIZED = 24
+NOT_SUBSCRIBED = 25
+
+DEFAULT_MAX_LINE = 16 * 1024
+
+JsonId = int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: JsonId
+    method: str
+    params: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A request with a null id: the server's `mining.notify`, `mining.set_difficulty`, …"""
+
+    method: str
+    params: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: JsonId
+    result: Any
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """A line that could not be accepted. `id` is set when the line carried one, so the error
+    can be answered to the request that caused it."""
+
+    code: int
+    message: str
+    id: JsonId = None
+    # The line exceeded the limit: the caller may treat repeated oversize lines as abuse.
+    oversize: bool = False
+
+
+Message = Request | Notification | Response
+Event = Message | ProtocolError
+
+
+def _is_hex(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_opt_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    # Python's json reads NaN, Infinity and 1e400 (→ inf); no target can stand for those.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str
+    check: Callable[[Any], bool]
+    expected: str
+    required: bool = True
+
+
+# Param shapes of the methods whose params the proxy reads. Extra trailing params are tolerated
+# (miners append fields such as version bits), missing required ones and wrong types are not.
+_PARAMS: dict[str, tuple[_Param, ...]] = {
+    "mining.subscribe": (
+        _Param("user_agent", _is_opt_str, "a string", required=False),
+        _Param("session_id", _is_opt_str, "a string", required=False),
+    ),
+    "mining.authorize": (
+        _Param("username", _is_str, "a string"),
+        _Param("password", _is_opt_str, "a string", required=False),
+    ),
+    "mining.submit": (
+        _Param("worker", _is_str, "a string"),
+        _Param("job_id", _is_str, "a string"),
+        _Param("extranonce2", _is_hex, "a hex string"),
+        _Param("ntime", _is_hex, "a hex string"),
+        _Param("nonce", _is_hex, "a hex string"),
+    ),
+    "mining.suggest_difficulty": (_Param("difficulty", _is_number, "a finite number"),),
+    "mining.configure": (
+        _Param("extensions", _is_list, "a list"),
+        _Param("extension_params", _is_dict, "an object", required=False),
+    ),
+    "mining.set_difficulty": (_Param("difficulty", _is_number, "a finite number"),),
+    "mining.set_extranonce": (
+        _Param("extranonce1", _is_hex, "a hex string"),
+        _Param("extranonce2_size", lambda v: isinstance(v, int) and not isinstance(v, bool),
+               "an integer"),
+    ),
+}
+
+
+def check_params(method: str, params: list[Any]) -> str | None:
+    """Why these params do not fit the method, or None when they do (or the method is unknown)."""
+    spec = _PARAMS.get(method)
+    if spec is None:
+        return None
+    for index, param in enumerate(spec):
+        if index >= len(params):
+            if param.required:
+                return f"{method}: missing param {index} ({param.name})"
+            continue
+        if not param.check(params[index]):
+            return f"{method}: param {index} ({param.name}) must be {param.expected}"
+    return None
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, int | str) and not isinstance(value, bool))
+
+
+def decode_line(line: bytes) -> Event:
+    """Decode one line (without its newline)."""
+    try:
+        text = line.decode("utf-8")
+        obj = json.loads(text)
+    except UnicodeDecodeError:
+        return ProtocolError(PARSE_ERROR, "line is not valid UTF-8")
+    except (ValueError, RecursionError):
+        return ProtocolError(PARSE_ERROR, "line is not valid JSON")
+    if not isinstance(obj, dict):
+        return ProtocolError(INVALID_REQUEST, "a Stratum message must be a JSON object")
+    msg_id = obj.get("id")
+    if not _valid_id(msg_id):
+        return ProtocolError(INVALID_REQUEST, "id must be a number, a string or null")
+    if "method" in obj:
+        method = obj["method"]
+        if not isinstance(method, str) or not method:
+            return ProtocolError(INVALID_REQUEST, "method must be a non-empty string", msg_id)
+        params = obj.get("params", [])
+        if params is None:
+            params = []
+        if not isinstance(params, list):
+            return ProtocolError(INVALID_PARAMS, f"{method}: params must be a list", msg_id)
+        problem = check_params(method, params)
+        if problem is not None:
+            return ProtocolError(INVALID_PARAMS, problem, msg_id)
+        if msg_id is None:
+            return Notification(method, params)
+        return Request(msg_id, method, params)
+    if "result" in obj or "error" in obj:
+        return Response(msg_id, obj.get("result"), obj.get("error"))
+    return ProtocolError(INVALID_REQUEST, "neither a request nor a response", msg_id)
+
+
+class StratumCodec:
+    """Line framing with a hard length limit. Feed bytes, get events; never raises on input."""
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self._max_line = max_line
+        self._buffer = bytearray()
+        # After an oversize line, bytes are dropped until the next newline.
+        self._discarding = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        start = 0
+        while start < len(data):
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline
+            chunk = data[start:end]
+            if self._discarding:
+                if newline >= 0:
+                    self._discarding = False
+            elif len(self._buffer) + len(chunk) > self._max_line:
+                self._buffer.clear()
+                self._discarding = newline < 0
+                events.append(
+                    ProtocolError(
+                        INVALID_REQUEST, f"line longer than {self._max_line} bytes", oversize=True
+                    )
+                )
+            elif newline < 0:
+                self._buffer += chunk
+            else:
+                line = bytes(self._buffer + chunk).strip()
+                self._buffer.clear()
+                if line:
+                    events.append(decode_line(line))
+            if newline < 0:
+                break
+            start = newline + 1
+        return events
+
+
+def encode(message: Message) -> bytes:
+    if isinstance(message, Request):
+        obj: dict[str, Any] = {"id": message.id, "method": message.method, "params": message.params}
+    elif isinstance(message, Notification):
+        obj = {"id": None, "method": message.method, "params": message.params}
+    else:
+        obj = {"id": message.id, "result": message.result, "error": message.error}
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def error_value(code: int, message: str) -> list[Any]:
+    """Stratum's error triple, as cgminer and cpuminer print it."""
+    return [code, message, None]
+
+
+def error_response(msg_id: JsonId, code: int, message: str) -> Response:
+    return Response(msg_id, None, error_value(code, message))
+
+
+def notify(method: str, params: list[Any]) -> bytes:
+    return encode(Notification(method, params))

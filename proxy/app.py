@@ -1,0 +1,156 @@
+"""Wires the proxy together from configuration: upstreams, router, listeners, accounting, metrics."""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from prometheus_client import start_http_server
+
+from proxy.accounting import Accounting, ShareWriter
+from proxy.metrics import ProxyMetrics
+from proxy.router import Router
+from proxy.server import StratumServer
+from proxy.upstream.base import Upstream
+from proxy.upstream.pool import PoolUpstream
+from qscrypt.config import ProxyConfig, UpstreamConfig
+from qscrypt.log import get_logger
+
+_MAX_WORKER_NAME = 128
+
+
+def _valid_worker_name(name: str) -> bool:
+    return 0 < len(name) <= _MAX_WORKER_NAME and name.isprintable()
+
+
+class Proxy:
+    def __init__(self, config: ProxyConfig, dsn: str | None = None) -> None:
+        if not config.upstreams:
+            raise ValueError("proxy.upstreams: configure at least one upstream pool or daemon")
+        self.config = config
+        self.dsn = dsn
+        self.log = get_logger(component="proxy")
+        self.metrics = ProxyMetrics()
+        self.accounting = Accounting()
+        self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
+        self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
+                             config.failover.fallback_to_preferred, self._authorize, self._on_move)
+        # hashlib.scrypt releases the GIL, so threads hash in parallel on every core.
+        self.executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="scrypt")
+        self.server = StratumServer(self.router, config.limits, config.vardiff, self.accounting,
+                                    self.metrics, self.executor)
+        self.writer = ShareWriter(self.accounting, dsn, config.spill_dir, config.share_buffer_max,
+                                  config.share_flush_s) if dsn else None
+        self.upstreams: list[Upstream] = []
+        self.ports: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        for upstream_config in config.upstreams:
+            first = self._make_upstream(upstream_config, upstream_config.name)
+            spawn = None
+            if upstream_config.kind == "pool":
+                def spawn(n: int, c: UpstreamConfig = upstream_config) -> Upstream:
+                    return self._make_upstream(c, f"{c.name}#{n}")
+            self.router.add_group(upstream_config.name, upstream_config.priority, first, spawn)
+
+    def _make_upstream(self, config: UpstreamConfig, name: str) -> Upstream:
+        if config.kind == "daemon":
+            from proxy.upstream.daemon import DaemonUpstream
+
+            upstream: Upstream = DaemonUpstream(config, self.config.failover, dsn=self.dsn)
+        else:
+            upstream = PoolUpstream(config, self.config.failover, name=name)
+        self.upstreams.append(upstream)
+        upstream.on_state(self._upstream_state)
+        return upstream
+
+    def _authorize(self, username: str, password: str) -> bool:
+        if not _valid_worker_name(username):
+            return False
+        if self.config.auth_mode == "open":
+            return True
+        digest = hashlib.sha256(password.split(",")[0].encode()).hexdigest()
+        return any(hmac.compare_digest(digest, known) for known in self._token_hashes)
+
+    def _upstream_state(self, upstream: Upstream) -> None:
+        self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
+
+    def _on_move(self, previous: str | None, active: str, moved: int, reason: str) -> None:
+        for group in self.router.groups:
+            self.metrics.upstream_active.labels(group).set(1 if group == active else 0)
+        if previous is not None:
+            self.metrics.failovers.inc()
+
+    async def start(self) -> None:
+        for upstream in list(self.upstreams):
+            await upstream.start()
+        listen = self.config.listen
+        self.ports["tcp"] = await self.server.listen(listen.host, listen.port)
+        if listen.tls_port is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
+            self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, context)
+        if self.config.metrics_port is not None:
+            start_http_server(self.config.metrics_port, registry=self.metrics.registry)
+        if self.writer is not None:
+            await self.writer.start()
+        if self.config.auth_mode == "tokens" and self.dsn:
+            self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+        self._tasks.append(asyncio.create_task(self._report()))
+
+    async def _refresh_tokens(self) -> None:
+        """Tokens of the `workers` table (sha256 hex in token_hash) join those from the config."""
+        import asyncpg
+
+        configured = set(self._token_hashes)
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    rows = await conn.fetch("SELECT token_hash FROM workers WHERE token_hash IS NOT NULL")
+                finally:
+                    await conn.close()
+                self._token_hashes = configured | {r["token_hash"] for r in rows}
+            except (OSError, asyncpg.PostgresError) as exc:
+                self.log.warning("tokens.refresh_failed", error=str(exc))
+            await asyncio.sleep(30)
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            now = time.monotonic()
+            figures = []
+            difficulty = {w: s.difficulty for s in self.router.sessions() for w in s.workers}
+            for worker, stats in self.accounting.workers.items():
+                figures.append((worker, stats.hashrate(now, self.accounting.window_s),
+                                difficulty.get(worker, 0.0)))
+            self.metrics.set_top_workers(figures)
+            self.metrics.share_buffer.set(len(self.accounting.queue))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.server.close()
+        for upstream in self.upstreams:
+            with contextlib.suppress(Exception):
+                await upstream.close()
+        if self.writer is not None:
+            await self.writer.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event) -> None:
+    proxy = Proxy(config, dsn)
+    await proxy.start()
+    try:
+        await stop.wait()
+    finally:
+        await proxy.close()
+
+
+def with_port(config: ProxyConfig, port: int) -> ProxyConfig:
+    return replace(config, listen=replace(config.listen, port=port))

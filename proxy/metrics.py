@@ -1,0 +1,48 @@
+"""Prometheus metrics of the proxy. Label sets are bounded: reasons and upstreams are few, and
+per-worker figures are exported only for the top workers by hashrate."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ProxyMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, top_workers: int = 20) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.top_workers = top_workers
+        r = self.registry
+        self.miners = Gauge("qscrypt_miners_connected", "Miner connections held", registry=r)
+        self.shares = Counter("qscrypt_shares_total", "Shares by result and reason",
+                              ["result", "reason"], registry=r)
+        self.protocol_errors = Counter("qscrypt_protocol_errors_total", "Malformed lines from miners",
+                                       registry=r)
+        self.disconnects = Counter("qscrypt_disconnects_total", "Miner connections closed by reason",
+                                   ["reason"], registry=r)
+        self.bans = Counter("qscrypt_ip_bans_total", "IPs banned for invalid shares", registry=r)
+        self.worker_hashrate = Gauge("qscrypt_worker_hashrate_hs", "Estimated hashrate (top workers)",
+                                     ["worker"], registry=r)
+        self.worker_difficulty = Gauge("qscrypt_worker_difficulty", "Current difficulty (top workers)",
+                                       ["worker"], registry=r)
+        self.total_hashrate = Gauge("qscrypt_hashrate_hs", "Estimated hashrate of all miners", registry=r)
+        self.upstream_up = Gauge("qscrypt_upstream_up", "1 when the upstream is ready", ["upstream"],
+                                 registry=r)
+        self.upstream_active = Gauge("qscrypt_upstream_active", "1 for the upstream miners mine on",
+                                     ["upstream"], registry=r)
+        self.upstream_submits = Counter("qscrypt_upstream_submits_total", "Shares submitted upstream",
+                                        ["upstream", "result"], registry=r)
+        self.upstream_latency = Histogram("qscrypt_upstream_submit_seconds", "Upstream submit latency",
+                                          ["upstream"], registry=r,
+                                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.failovers = Counter("qscrypt_failovers_total", "Moves of miners to another upstream",
+                                 registry=r)
+        self.blocks = Counter("qscrypt_blocks_total", "Blocks submitted", ["upstream", "result"], registry=r)
+        self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
+                                  registry=r)
+
+    def set_top_workers(self, figures: list[tuple[str, float, float]]) -> None:
+        """(worker, hashrate, difficulty) for every worker; only the top N keep a label."""
+        self.worker_hashrate.clear()
+        self.worker_difficulty.clear()
+        ranked = sorted(figures, key=lambda f: f[1], reverse=True)
+        for worker, hashrate, difficulty in ranked[: self.top_workers]:
+            self.worker_hashrate.labels(worker).set(hashrate)
+            self.worker_difficulty.labels(worker).set(difficulty)
+        self.total_hashrate.set(sum(f[1] for f in figures))

@@ -1,0 +1,278 @@
+"""Which miners mine on which upstream: failover across upstream groups, job fan-out, moves.
+
+The router is the `Hub` every miner session talks to. It owns no sockets: connections register a
+`deliver` callback and the router hands each the actions its session produced. A new upstream job
+is serialised once (in the JobBook) and the same bytes go to every miner on that upstream.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proxy.extranonce import PrefixAllocator, PrefixSpaceFull
+from proxy.jobs import JobBook, ProxyJob
+from proxy.session import Action, Assignment, MinerSession
+from proxy.upstream.base import Upstream, UpstreamWork
+from qscrypt.log import get_logger
+
+MIN_MINER_EXTRANONCE2 = 2
+"""Bytes of extranonce2 each miner keeps for itself: 65536 coinbases per job before ntime rolls."""
+
+
+class Connection(Protocol):
+    session: MinerSession
+
+    def deliver(self, actions: list[Action]) -> None: ...
+
+
+@dataclass
+class Member:
+    """One upstream session inside a group, with the extranonce prefixes it hands to miners."""
+
+    upstream: Upstream
+    allocator: PrefixAllocator | None = None
+    layout: tuple[bytes, int] | None = None
+    """(extranonce1, extranonce2_size) the allocator was made for; a change re-homes its miners."""
+
+
+@dataclass
+class Group:
+    """Upstream sessions to one configured upstream. More than one only when its extranonce2 space
+    is too small to give every miner a prefix."""
+
+    name: str
+    priority: int
+    members: list[Member] = field(default_factory=list)
+    spawn: Callable[[int], Upstream] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return any(m.upstream.healthy for m in self.members)
+
+
+class Router:
+    def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
+                 authorize: Callable[[str, str], bool],
+                 on_move: Callable[[str | None, str, int, str], None] | None = None) -> None:
+        self.prefix_size = prefix_size
+        self.grace_s = grace_s
+        self.fallback_to_preferred = fallback_to_preferred
+        self._authorize = authorize
+        self._on_move = on_move
+        self.book = JobBook()
+        self.groups: dict[str, Group] = {}
+        self.active: str | None = None
+        self._connections: dict[int, Connection] = {}
+        self._by_upstream: dict[str, set[int]] = {}
+        self._current: dict[str, ProxyJob] = {}
+        self._member_of: dict[str, tuple[Group, Member]] = {}
+        self._left_at: dict[str, float] = {}
+        self._log = get_logger(component="router")
+        self.failovers = 0
+
+    # -- upstreams ------------------------------------------------------------------------------
+
+    def add_group(self, name: str, priority: int, first: Upstream,
+                  spawn: Callable[[int], Upstream] | None = None) -> Group:
+        group = Group(name, priority, spawn=spawn)
+        self.groups[name] = group
+        self._add_member(group, first)
+        return group
+
+    def _add_member(self, group: Group, upstream: Upstream) -> Member:
+        member = Member(upstream)
+        group.members.append(member)
+        self._member_of[upstream.name] = (group, member)
+        upstream.on_job(self._on_job)
+        upstream.on_state(self._on_state)
+        return member
+
+    def upstream(self, name: str) -> Upstream | None:
+        entry = self._member_of.get(name)
+        return entry[1].upstream if entry else None
+
+    def ordered_groups(self) -> list[Group]:
+        return sorted(self.groups.values(), key=lambda g: (g.priority, g.name))
+
+    def _on_job(self, upstream: Upstream, work: UpstreamWork) -> None:
+        now = time.monotonic()
+        group, member = self._member_of[upstream.name]
+        layout = (work.extranonce1, work.extranonce2_size)
+        if member.layout != layout:
+            self._new_layout(group, member, layout, now)
+        job = self.book.add(upstream.name, work, now)
+        self._current[upstream.name] = job
+        if self.active is None or self._should_fail_over():
+            self.reroute(now)
+        self._fan_out(upstream.name, job, now)
+
+    def _on_state(self, upstream: Upstream) -> None:
+        if not upstream.healthy:
+            self._current.pop(upstream.name, None)
+        if self._should_fail_over():
+            self.reroute(time.monotonic())
+
+    def _new_layout(self, group: Group, member: Member, layout: tuple[bytes, int], now: float) -> None:
+        extranonce2_size = layout[1]
+        size = max(0, min(self.prefix_size, extranonce2_size - MIN_MINER_EXTRANONCE2))
+        had_miners = member.allocator is not None and member.allocator.live > 0
+        member.allocator = PrefixAllocator(size)
+        member.layout = layout
+        self._log.info("upstream.layout", upstream=member.upstream.name, extranonce1=layout[0].hex(),
+                       extranonce2_size=extranonce2_size, prefix_size=size,
+                       capacity=member.allocator.capacity)
+        if had_miners:
+            # The pool changed our extranonce (mining.set_extranonce or a reconnect): every miner
+            # on it needs a new one too.
+            for conn_id in list(self._by_upstream.get(member.upstream.name, ())):
+                self._move(self._connections[conn_id], group, now, reason="extranonce changed")
+
+    def _should_fail_over(self) -> bool:
+        best = self._best_group()
+        if best is None:
+            return False
+        if self.active is None:
+            return True
+        current = self.groups[self.active]
+        if not current.healthy:
+            return best.name != self.active
+        return self.fallback_to_preferred and best.priority < current.priority
+
+    def _best_group(self) -> Group | None:
+        for group in self.ordered_groups():
+            if group.healthy:
+                return group
+        return None
+
+    def reroute(self, now: float) -> None:
+        best = self._best_group()
+        if best is None or best.name == self.active:
+            return
+        previous = self.active
+        self.active = best.name
+        if previous is not None:
+            self.failovers += 1
+            for member in self.groups[previous].members:
+                self._left_at[member.upstream.name] = now
+        moved = 0
+        for conn in list(self._connections.values()):
+            assignment = conn.session.assignment
+            if assignment is not None and self._group_of(assignment.upstream) is not best:
+                self._move(conn, best, now, reason="failover")
+                moved += 1
+        self._log.warning("router.active", previous=previous, active=best.name, moved=moved)
+        if self._on_move is not None:
+            self._on_move(previous, best.name, moved, "failover" if previous else "start")
+
+    def _group_of(self, upstream_name: str) -> Group | None:
+        entry = self._member_of.get(upstream_name)
+        return entry[0] if entry else None
+
+    def _move(self, conn: Connection, group: Group, now: float, reason: str) -> None:
+        session = conn.session
+        old = session.assignment
+        assignment = self._allocate(group, now, resume_id=None)
+        if assignment is None:
+            self._log.warning("router.move_failed", conn=session.conn_id, reason="no capacity")
+            return
+        if old is not None:
+            self._release(session.conn_id, old, now)
+        self._by_upstream.setdefault(assignment.upstream, set()).add(session.conn_id)
+        conn.deliver(session.move(assignment, self._current.get(assignment.upstream), now))
+
+    # -- hub for miner sessions -----------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self._connections[conn.session.conn_id] = conn
+
+    def unregister(self, conn: Connection, now: float) -> None:
+        self._connections.pop(conn.session.conn_id, None)
+        if conn.session.assignment is not None:
+            self._release(conn.session.conn_id, conn.session.assignment, now)
+
+    @property
+    def miner_count(self) -> int:
+        return len(self._connections)
+
+    def subscribe(self, session: MinerSession, resume_id: str | None) -> Assignment | None:
+        if self.active is None:
+            return None
+        assignment = self._allocate(self.groups[self.active], time.monotonic(), resume_id)
+        if assignment is not None:
+            self._by_upstream.setdefault(assignment.upstream, set()).add(session.conn_id)
+        return assignment
+
+    def _allocate(self, group: Group, now: float, resume_id: str | None) -> Assignment | None:
+        for member in group.members:
+            upstream = member.upstream
+            if not upstream.healthy or member.allocator is None or member.layout is None:
+                continue
+            try:
+                prefix, session_id = member.allocator.allocate(now, resume_id)
+            except PrefixSpaceFull:
+                continue
+            self._ensure_spare(group, member)
+            extranonce1, extranonce2_size = member.layout
+            return Assignment(upstream.name, extranonce1 + prefix, extranonce2_size - len(prefix),
+                              prefix, session_id)
+        self._ensure_spare(group, None)
+        return None
+
+    def _ensure_spare(self, group: Group, used: Member | None) -> None:
+        """Open one more upstream session before this group runs out of prefixes."""
+        if group.spawn is None:
+            return
+        spare = [m for m in group.members if m.allocator is None or not m.allocator.full]
+        if used is not None and used.allocator is not None and used.allocator.full:
+            spare = [m for m in spare if m is not used]
+        if spare:
+            return
+        upstream = group.spawn(len(group.members) + 1)
+        self._add_member(group, upstream)
+        self._log.info("upstream.extra_session", group=group.name, sessions=len(group.members))
+        asyncio.get_running_loop().create_task(upstream.start())
+
+    def _release(self, conn_id: int, assignment: Assignment, now: float) -> None:
+        self._by_upstream.get(assignment.upstream, set()).discard(conn_id)
+        entry = self._member_of.get(assignment.upstream)
+        if entry is None:
+            return
+        member = entry[1]
+        # After a layout change the allocator is new: the old prefix is not its to free.
+        if member.allocator is not None and member.layout is not None and \
+                assignment.extranonce1 == member.layout[0] + assignment.prefix:
+            member.allocator.release(assignment.prefix, now)
+
+    def authorize(self, session: MinerSession, username: str, password: str) -> bool:
+        return self._authorize(username, password)
+
+    def find_job(self, job_id: str) -> ProxyJob | None:
+        return self.book.get(job_id)
+
+    def is_current(self, job: ProxyJob, now: float) -> bool:
+        if job.epoch != self.book.current_epoch(job.upstream) or job.upstream not in self._current:
+            return False
+        group = self._group_of(job.upstream)
+        if group is not None and group.name == self.active:
+            return True
+        left = self._left_at.get(job.upstream)
+        return left is not None and now - left <= self.grace_s
+
+    def current_job(self, upstream: str) -> ProxyJob | None:
+        return self._current.get(upstream)
+
+    # -- fan-out --------------------------------------------------------------------------------
+
+    def _fan_out(self, upstream: str, job: ProxyJob, now: float) -> None:
+        for conn_id in list(self._by_upstream.get(upstream, ())):
+            conn = self._connections.get(conn_id)
+            if conn is None or conn.session.assignment is None or \
+                    conn.session.assignment.upstream != upstream:
+                self._by_upstream[upstream].discard(conn_id)
+                continue
+            conn.deliver(conn.session.notify(job, now))
+
+    def sessions(self) -> Iterable[MinerSession]:
+        return (c.session for c in self._connections.values())

@@ -1,0 +1,319 @@
+"""The asyncio shell around miner sessions: listeners, limits, timeouts, hashing off the loop.
+
+Each connection is an `asyncio.Protocol` (cheaper than streams at ten thousand miners). Bytes go
+through the codec into the sans-I/O `MinerSession`; its actions come back here to be written,
+hashed in the executor, counted, or turned into a close with a reason.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from mining import stratum
+from mining.hashing import scrypt_pow
+from proxy import validate
+from proxy.accounting import Accounting
+from proxy.metrics import ProxyMetrics
+from proxy.router import Router
+from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
+from proxy.upstream.base import SubmitOutcome
+from proxy.validate import ShareCandidate, Verdict
+from proxy.vardiff import Vardiff
+from qscrypt.config import LimitsConfig, VardiffConfig
+from qscrypt.log import get_logger
+
+_MAX_IN_FLIGHT = 256
+"""Shares of one connection waiting for their hash; beyond this the miner is flooding."""
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+
+class MinerConnection(asyncio.Protocol):
+    def __init__(self, server: "StratumServer") -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: MinerSession
+        self.codec = stratum.StratumCodec(server.limits.max_line_bytes)
+        self.ip = ""
+        self.connected_at = time.monotonic()
+        self.last_activity = self.connected_at
+        self.protocol_errors = 0
+        self.in_flight = 0
+        self.closed = False
+        self.close_reason = ""
+        self.bucket: TokenBucket
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else "?"
+        now = time.monotonic()
+        limits = self.server.limits
+        self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
+        refusal = self.server.admit(self)
+        conn_id = next(self.server.ids)
+        self.session = MinerSession(conn_id, self.ip, self.server.router, self.server.new_vardiff())
+        if refusal is not None:
+            self.close(refusal, registered=False)
+            return
+        self.server.attach(self)
+        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = time.monotonic()
+        self.last_activity = now
+        for event in self.codec.feed(data):
+            if self.closed:
+                return
+            if not self.bucket.take(now):
+                self.close("message rate limit exceeded")
+                return
+            if isinstance(event, stratum.ProtocolError):
+                self.protocol_errors += 1
+                self.server.metrics.protocol_errors.inc()
+                if self.protocol_errors > self.server.limits.max_protocol_errors:
+                    self.close("too many malformed messages")
+                    return
+            self.deliver(self.session.handle(event, now))
+
+    def deliver(self, actions: list[Action]) -> None:
+        for action in actions:
+            if self.closed:
+                return
+            if isinstance(action, Send):
+                self.write(action.data)
+            elif isinstance(action, Check):
+                self.server.check_share(self, action)
+            elif isinstance(action, Rejected):
+                self.server.count_rejection(self, action.worker, action.rejection, job_id="")
+            elif isinstance(action, Close):
+                self.close(action.reason)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        if self.transport.get_write_buffer_size() > self.server.limits.write_buffer_bytes:
+            # A miner that does not read its socket would make us buffer without bound.
+            self.close("slow reader: write buffer full", notify=False)
+
+    def close(self, reason: str, notify: bool = True, registered: bool = True) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.server.metrics.disconnects.labels(reason.split(":")[0]).inc()
+        assert self.transport is not None
+        if notify and not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self.transport.write(stratum.notify("client.show_message", [f"qscrypt: {reason}"]))
+        self.server.log.info("miner.closed", conn=self.session.conn_id if registered else None,
+                             ip=self.ip, reason=reason)
+        if registered:
+            self.server.detach(self)
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = "peer closed"
+            self.server.detach(self)
+
+
+class StratumServer:
+    def __init__(self, router: Router, limits: LimitsConfig, vardiff: VardiffConfig,
+                 accounting: Accounting, metrics: ProxyMetrics, executor: Executor | None = None) -> None:
+        self.router = router
+        self.limits = limits
+        self.vardiff = vardiff
+        self.accounting = accounting
+        self.metrics = metrics
+        self.executor = executor
+        self.ids = itertools.count(1)
+        self.log = get_logger(component="stratum")
+        self.connections: set[MinerConnection] = set()
+        self.per_ip: Counter[str] = Counter()
+        self.banned: dict[str, float] = {}
+        self._share_counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_share: Callable[[MinerConnection, ShareCandidate, Verdict], None] | None = None
+
+    def new_vardiff(self) -> Vardiff:
+        v = self.vardiff
+        return Vardiff(v.initial, v.minimum, v.maximum, v.target_interval_s, v.retarget_every_s, v.variance)
+
+    # -- listeners ------------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: MinerConnection(self), host, port, ssl=tls,
+                                          backlog=4096, reuse_address=True)
+        self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
+        bound = server.sockets[0].getsockname()[1]
+        self.log.info("stratum.listening", host=host, port=bound, tls=tls is not None)
+        return int(bound)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            conn.close("proxy shutting down")
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- admission and limits -------------------------------------------------------------------
+
+    def admit(self, conn: MinerConnection) -> str | None:
+        now = time.monotonic()
+        until = self.banned.get(conn.ip)
+        if until is not None:
+            if until > now:
+                return "IP temporarily banned for invalid shares"
+            del self.banned[conn.ip]
+        if len(self.connections) >= self.limits.max_connections:
+            return "proxy full: connection limit reached"
+        if self.per_ip[conn.ip] >= self.limits.max_connections_per_ip:
+            return "too many connections from this IP"
+        return None
+
+    def attach(self, conn: MinerConnection) -> None:
+        self.connections.add(conn)
+        self.per_ip[conn.ip] += 1
+        self.router.register(conn)
+        self.metrics.miners.set(len(self.connections))
+
+    def detach(self, conn: MinerConnection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        self.per_ip[conn.ip] -= 1
+        if self.per_ip[conn.ip] <= 0:
+            del self.per_ip[conn.ip]
+        self.router.unregister(conn, time.monotonic())
+        self.metrics.miners.set(len(self.connections))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                session = conn.session
+                if not (session.subscribed and session.authorized) and \
+                        now - conn.connected_at > self.limits.handshake_timeout_s:
+                    conn.close("did not subscribe and authorize in time")
+                elif now - conn.last_activity > self.limits.idle_timeout_s:
+                    conn.close("idle timeout")
+
+    # -- shares ---------------------------------------------------------------------------------
+
+    def check_share(self, conn: MinerConnection, check: Check) -> None:
+        if conn.in_flight >= _MAX_IN_FLIGHT:
+            conn.close("too many shares in flight")
+            return
+        conn.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._hash_and_judge(conn, check))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hash_and_judge(self, conn: MinerConnection, check: Check) -> None:
+        candidate = check.candidate
+        loop = asyncio.get_running_loop()
+        try:
+            pow_hash = await loop.run_in_executor(self.executor, scrypt_pow, candidate.header)
+        finally:
+            conn.in_flight -= 1
+        verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, time.monotonic())
+        if verdict.meets_upstream:
+            # Forward first: a block must never wait behind the miner's reply or bookkeeping.
+            self._spawn(self.forward(candidate))
+        if not conn.closed:
+            conn.deliver(actions)
+        if verdict.accepted:
+            self.metrics.shares.labels("accepted", "").inc()
+            self.accounting.accepted(candidate.worker, candidate.job.upstream, candidate.job.id,
+                                     candidate.difficulty, verdict.share_difficulty)
+            self._count_share(conn.ip, valid=True)
+        else:
+            assert verdict.rejection is not None
+            self.count_rejection(conn, candidate.worker, verdict.rejection, candidate.job.id,
+                                 candidate.job.upstream, candidate.difficulty)
+        if self.on_share is not None:
+            self.on_share(conn, candidate, verdict)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def forward(self, candidate: ShareCandidate) -> SubmitOutcome | None:
+        upstream = self.router.upstream(candidate.job.upstream)
+        if upstream is None:
+            return None
+        outcome = await upstream.submit(candidate.job.job.job_id, candidate.extranonce2, candidate.ntime,
+                                        candidate.nonce, candidate.header, candidate.worker)
+        result = "accepted" if outcome.accepted else "rejected"
+        self.metrics.upstream_submits.labels(upstream.name, result).inc()
+        self.metrics.upstream_latency.labels(upstream.name).observe(outcome.latency_s)
+        if not outcome.accepted:
+            self.log.warning("upstream.share_rejected", upstream=upstream.name, reason=outcome.reason,
+                             worker=candidate.worker)
+        return outcome
+
+    def count_rejection(self, conn: MinerConnection, worker: str, rejection: validate.Rejection,
+                        job_id: str, upstream: str = "", difficulty: float = 0.0) -> None:
+        stale = rejection.reason == validate.STALE
+        self.metrics.shares.labels("stale" if stale else "rejected", rejection.reason).inc()
+        self.accounting.rejected(worker or "?", upstream, job_id, difficulty, rejection.reason, stale)
+        if not stale:
+            self._count_share(conn.ip, valid=False)
+
+    def _count_share(self, ip: str, valid: bool) -> None:
+        counts = self._share_counts.setdefault(ip, [0, 0])
+        counts[0 if valid else 1] += 1
+        total = counts[0] + counts[1]
+        if total < self.limits.ban_min_shares:
+            return
+        if counts[1] / total >= self.limits.ban_invalid_ratio:
+            self._ban(ip)
+        # Judge recent behaviour, not a miner's whole history.
+        if total >= 4 * self.limits.ban_min_shares:
+            counts[0] //= 2
+            counts[1] //= 2
+
+    def _ban(self, ip: str) -> None:
+        self.banned[ip] = time.monotonic() + self.limits.ban_seconds
+        self._share_counts.pop(ip, None)
+        self.metrics.bans.inc()
+        self.log.warning("miner.banned", ip=ip, seconds=self.limits.ban_seconds)
+        for conn in [c for c in self.connections if c.ip == ip]:
+            conn.close("IP temporarily banned for invalid shares")

@@ -1,0 +1,357 @@
+"""The miner-side Stratum session as a sans-I/O state machine.
+
+It takes decoded messages (and the time) and returns actions: bytes to send, a share whose header
+needs its scrypt hash, or a reason to close. Sockets, timers and the executor live in
+`proxy.server`; upstream choice and job lookup live behind the `Hub` it is given.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mining import stratum
+from mining.target import share_difficulty_to_target
+from proxy import validate
+from proxy.jobs import ProxyJob
+from proxy.validate import Rejection, ShareCandidate, Verdict
+from proxy.vardiff import Vardiff
+
+VERSION = "qscrypt/0.1.0"
+_JOBS_REMEMBERED = 16
+_MAX_SHARES_PER_JOB = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Where a miner mines: an upstream and the extranonce space carved out for it there."""
+
+    upstream: str
+    extranonce1: bytes
+    extranonce2_size: int
+    prefix: bytes
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Hash this candidate off the event loop, then call `MinerSession.share_hashed`."""
+
+    request_id: stratum.JsonId
+    candidate: ShareCandidate
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A share refused before hashing: the shell counts it."""
+
+    worker: str
+    rejection: Rejection
+
+
+Action = Send | Close | Check | Rejected
+
+
+class Hub(Protocol):
+    def subscribe(self, session: "MinerSession", resume_id: str | None) -> Assignment | None: ...
+
+    def authorize(self, session: "MinerSession", username: str, password: str) -> bool: ...
+
+    def find_job(self, job_id: str) -> ProxyJob | None: ...
+
+    def is_current(self, job: ProxyJob, now: float) -> bool:
+        """Whether shares for `job` are still taken: current epoch, or a moved-from upstream in grace."""
+        ...
+
+    def current_job(self, upstream: str) -> ProxyJob | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordOptions:
+    difficulty: float | None = None
+    profile: str | None = None
+
+
+def parse_password(password: str) -> PasswordOptions:
+    """`d=NUMBER` pins a difficulty, `profile=NAME` picks a profile; other words are ignored,
+    since many miners send `x` or a real password here."""
+    difficulty = None
+    profile = None
+    for token in password.replace(";", ",").split(","):
+        key, _, value = token.strip().partition("=")
+        if key == "d":
+            try:
+                parsed = float(value)
+            except ValueError:
+                continue
+            if parsed > 0:
+                difficulty = parsed
+        elif key == "profile" and value:
+            profile = value
+    return PasswordOptions(difficulty, profile)
+
+
+@dataclass
+class MinerSession:
+    conn_id: int
+    peer: str
+    hub: Hub
+    vardiff: Vardiff
+    assignment: Assignment | None = None
+    user_agent: str = ""
+    extranonce_subscribed: bool = False
+    workers: set[str] = field(default_factory=set)
+    profile: str | None = None
+    sent_difficulty: float | None = None
+    accepted: int = 0
+    rejected: int = 0
+    _job_difficulty: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    _seen: dict[str, set[tuple[bytes, int, int]]] = field(default_factory=dict)
+    _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def subscribed(self) -> bool:
+        return self.assignment is not None
+
+    @property
+    def authorized(self) -> bool:
+        return bool(self.workers)
+
+    @property
+    def difficulty(self) -> float:
+        return self.vardiff.difficulty
+
+    # -- miner -> proxy -------------------------------------------------------------------------
+
+    def handle(self, event: stratum.Event, now: float) -> list[Action]:
+        if isinstance(event, stratum.ProtocolError):
+            return [Send(stratum.encode(stratum.error_response(event.id, event.code, event.message)))]
+        if isinstance(event, stratum.Response):
+            return []  # miners answer client.get_version etc.; nothing depends on it
+        if isinstance(event, stratum.Notification):
+            # Some miners send suggest_difficulty without an id; honour it, answer nothing.
+            if event.method == "mining.suggest_difficulty":
+                self._suggest(event.params, now)
+            return []
+        return self._request(event, now)
+
+    def _reply(self, request: stratum.Request, result: object) -> Send:
+        return Send(stratum.encode(stratum.Response(request.id, result, None)))
+
+    def _error(self, request: stratum.Request, code: int, message: str) -> Send:
+        return Send(stratum.encode(stratum.error_response(request.id, code, message)))
+
+    def _request(self, request: stratum.Request, now: float) -> list[Action]:
+        method = request.method
+        if method == "mining.submit":
+            return self._submit(request, now)
+        if method == "mining.subscribe":
+            return self._subscribe(request, now)
+        if method == "mining.authorize":
+            return self._authorize(request, now)
+        if method == "mining.extranonce.subscribe":
+            self.extranonce_subscribed = True
+            return [self._reply(request, True)]
+        if method == "mining.suggest_difficulty":
+            self._suggest(request.params, now)
+            return [self._reply(request, True)]
+        if method == "mining.configure":
+            return [self._reply(request, self._configure(request.params))]
+        if method == "mining.get_transactions":
+            return [self._error(request, stratum.OTHER, "mining.get_transactions is not supported")]
+        if method == "client.get_version":
+            return [self._reply(request, VERSION)]
+        return [self._error(request, stratum.METHOD_NOT_FOUND, f"method not found: {method}")]
+
+    def _subscribe(self, request: stratum.Request, now: float) -> list[Action]:
+        params = request.params
+        if self.assignment is not None:
+            return [self._error(request, stratum.OTHER, "already subscribed")]
+        self.user_agent = params[0] if params and isinstance(params[0], str) else ""
+        resume_id = params[1] if len(params) > 1 and isinstance(params[1], str) else None
+        assignment = self.hub.subscribe(self, resume_id)
+        if assignment is None:
+            return [self._error(request, stratum.OTHER, "no upstream work available, try again later"),
+                    Close("no upstream available")]
+        self.assignment = assignment
+        self.vardiff.start(now)
+        sid = assignment.session_id
+        result = [
+            [["mining.set_difficulty", sid], ["mining.notify", sid]],
+            assignment.extranonce1.hex(),
+            assignment.extranonce2_size,
+        ]
+        return [self._reply(request, result)]
+
+    def _authorize(self, request: stratum.Request, now: float) -> list[Action]:
+        username = request.params[0]
+        password = request.params[1] if len(request.params) > 1 and request.params[1] else ""
+        if not self.hub.authorize(self, username, password):
+            return [self._reply(request, False)]
+        options = parse_password(password)
+        if options.difficulty is not None:
+            self.vardiff.difficulty = self.vardiff.clamp(options.difficulty)
+            self.vardiff.fixed = True
+        if options.profile is not None:
+            self.profile = options.profile
+        first = not self.workers
+        self.workers.add(username)
+        actions: list[Action] = [self._reply(request, True)]
+        if first and self.assignment is not None:
+            job = self.hub.current_job(self.assignment.upstream)
+            if job is not None:
+                actions += self.notify(job, now, clean=True)
+        return actions
+
+    def _suggest(self, params: list[object], now: float) -> None:
+        if self.vardiff.fixed or not params:
+            return
+        value = params[0]
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            self.vardiff.suggest(float(value), now)
+
+    def _configure(self, params: list[object]) -> dict[str, object]:
+        extensions = params[0] if params and isinstance(params[0], list) else []
+        options = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        result: dict[str, object] = {}
+        for name in extensions:
+            if name == "minimum-difficulty":
+                value = options.get("minimum-difficulty.value")
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    self.vardiff.minimum = min(float(value), self.vardiff.maximum)
+                    self.vardiff.difficulty = self.vardiff.clamp(self.vardiff.difficulty)
+                    result[name] = True
+                else:
+                    result[name] = False
+            elif name == "subscribe-extranonce":
+                self.extranonce_subscribed = True
+                result[name] = True
+            elif isinstance(name, str):
+                # Version rolling (ASICBoost) is a sha256d trick; scrypt headers do not allow it here.
+                result[name] = False
+        return result
+
+    def _submit(self, request: stratum.Request, now: float) -> list[Action]:
+        parsed = validate.parse_submit(request.params)
+        worker = request.params[0] if isinstance(request.params[0], str) else ""
+        if isinstance(parsed, Rejection):
+            return self._refuse(request, worker, parsed)
+        worker, job_id, extranonce2, ntime, nonce = parsed
+        if worker not in self.workers:
+            return self._refuse(request, worker, validate.reject(
+                stratum.UNAUTHORIZED, validate.UNAUTHORIZED, "unauthorized worker"))
+        if self.assignment is None:
+            return self._refuse(request, worker, validate.reject(
+                stratum.NOT_SUBSCRIBED, validate.NOT_SUBSCRIBED, "not subscribed"))
+        job = self.hub.find_job(job_id)
+        if job is None or job_id not in self._job_difficulty:
+            return self._refuse(request, worker, validate.reject(
+                stratum.JOB_NOT_FOUND, validate.STALE, "job not found"))
+        if not self.hub.is_current(job, now):
+            return self._refuse(request, worker, validate.reject(
+                stratum.JOB_NOT_FOUND, validate.STALE, "stale job"))
+        problem = validate.check_ntime(job, ntime) or validate.check_extranonce2(
+            extranonce2, self._extranonce2_size_for(job))
+        if problem is not None:
+            return self._refuse(request, worker, problem)
+        seen = self._seen.setdefault(job_id, set())
+        key = (extranonce2, ntime, nonce)
+        if key in seen:
+            return self._refuse(request, worker, validate.reject(
+                stratum.DUPLICATE_SHARE, validate.DUPLICATE, "duplicate share"))
+        if len(seen) >= _MAX_SHARES_PER_JOB:
+            return self._refuse(request, worker, validate.reject(
+                stratum.OTHER, validate.MALFORMED, "too many shares for one job: raise the difficulty"))
+        seen.add(key)
+        full_extranonce2 = self._prefix_for(job) + extranonce2
+        header = job.job.header(job.work.extranonce1, full_extranonce2, ntime, nonce)
+        difficulty = self._job_difficulty[job_id]
+        candidate = ShareCandidate(
+            worker=worker,
+            job=job,
+            extranonce2=full_extranonce2,
+            ntime=ntime,
+            nonce=nonce,
+            header=header,
+            target=share_difficulty_to_target(difficulty),
+            difficulty=difficulty,
+        )
+        return [Check(request.id, candidate)]
+
+    def _prefix_for(self, job: ProxyJob) -> bytes:
+        # Jobs carry the upstream they came from; after a move, shares for the old upstream's jobs
+        # (grace window) must be rebuilt with the prefix this miner held there.
+        assert self.assignment is not None
+        if job.upstream == self.assignment.upstream:
+            return self.assignment.prefix
+        return self._previous_prefixes.get(job.upstream, self.assignment.prefix)
+
+    def _extranonce2_size_for(self, job: ProxyJob) -> int:
+        return job.work.extranonce2_size - len(self._prefix_for(job))
+
+    def _refuse(self, request: stratum.Request, worker: str, rejection: Rejection) -> list[Action]:
+        self.rejected += 1
+        return [self._error(request, rejection.code, rejection.message), Rejected(worker, rejection)]
+
+    def share_hashed(self, request_id: stratum.JsonId, candidate: ShareCandidate, pow_hash: bytes,
+                     now: float) -> tuple[Verdict, list[Action]]:
+        verdict = validate.judge(candidate, pow_hash)
+        if verdict.accepted:
+            self.accepted += 1
+            self.vardiff.shares += 1
+            reply = stratum.Response(request_id, True, None)
+        else:
+            self.rejected += 1
+            assert verdict.rejection is not None
+            reply = stratum.error_response(request_id, verdict.rejection.code, verdict.rejection.message)
+        return verdict, [Send(stratum.encode(reply))]
+
+    # -- proxy -> miner -------------------------------------------------------------------------
+
+    def notify(self, job: ProxyJob, now: float, clean: bool = False) -> list[Action]:
+        """The job (and, first, a new difficulty if one is due) for this miner."""
+        if not self.authorized or self.assignment is None:
+            return []
+        actions: list[Action] = []
+        self.vardiff.maybe_retarget(now)
+        if self.sent_difficulty != self.vardiff.difficulty:
+            self.sent_difficulty = self.vardiff.difficulty
+            actions.append(Send(stratum.notify("mining.set_difficulty", [self.sent_difficulty])))
+        self._remember_job(job.id)
+        actions.append(Send(job.notify_clean if clean or job.job.clean_jobs else job.notify))
+        return actions
+
+    def _remember_job(self, job_id: str) -> None:
+        self._job_difficulty[job_id] = self.vardiff.difficulty
+        self._job_difficulty.move_to_end(job_id)
+        while len(self._job_difficulty) > _JOBS_REMEMBERED:
+            old, _ = self._job_difficulty.popitem(last=False)
+            self._seen.pop(old, None)
+
+    def move(self, assignment: Assignment, job: ProxyJob | None, now: float) -> list[Action]:
+        """Put this miner on another upstream (failover or a profile switch)."""
+        if self.assignment is not None:
+            self._previous_prefixes[self.assignment.upstream] = self.assignment.prefix
+        previous = self.assignment
+        self.assignment = assignment
+        if previous is not None and not self.extranonce_subscribed and \
+                previous.extranonce1 != assignment.extranonce1:
+            # Without mining.set_extranonce the only way to change extranonce1 is a reconnect.
+            return [Send(stratum.notify("client.reconnect", [])), Close("moved: reconnect requested")]
+        actions: list[Action] = []
+        if previous is None or previous.extranonce1 != assignment.extranonce1 or \
+                previous.extranonce2_size != assignment.extranonce2_size:
+            actions.append(Send(stratum.notify(
+                "mining.set_extranonce", [assignment.extranonce1.hex(), assignment.extranonce2_size])))
+        if job is not None:
+            actions += self.notify(job, now, clean=True)
+        return actions

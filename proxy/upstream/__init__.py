@@ -1,0 +1,1 @@
+"""Upstreams: where work comes from and shares go (Stratum pools, coin daemons)."""

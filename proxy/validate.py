@@ -1,0 +1,95 @@
+"""Share validation, pure: the checks every share passes before and after its scrypt hash.
+
+Order matters and follows the issue: malformed params, unauthorized worker, not subscribed,
+unknown or stale job, ntime window, extranonce2 length, duplicate — all cheap and done first —
+then the scrypt hash against the miner's target.
+"""
+
+from dataclasses import dataclass
+
+from mining import stratum
+from mining.hashing import hash_to_int
+from mining.job import parse_hex, parse_u32_hex
+from mining.target import hash_share_difficulty
+from proxy.jobs import ProxyJob
+
+NTIME_MAX_AHEAD_S = 7200
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    code: int
+    reason: str
+    """Short machine-friendly label, used in metrics and the shares table."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShareCandidate:
+    """A share that passed every cheap check; its header awaits the scrypt hash."""
+
+    worker: str
+    job: ProxyJob
+    extranonce2: bytes
+    """Full upstream extranonce2: the miner's prefix followed by the miner's own extranonce2."""
+    ntime: int
+    nonce: int
+    header: bytes
+    target: int
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    share_difficulty: float
+    """The difficulty the hash actually reached."""
+    meets_upstream: bool
+    rejection: Rejection | None = None
+
+
+MALFORMED = "malformed"
+UNAUTHORIZED = "unauthorized"
+NOT_SUBSCRIBED = "not-subscribed"
+STALE = "stale"
+BAD_NTIME = "bad-ntime"
+BAD_EXTRANONCE2 = "bad-extranonce2"
+DUPLICATE = "duplicate"
+LOW_DIFFICULTY = "low-difficulty"
+
+
+def reject(code: int, reason: str, message: str) -> Rejection:
+    return Rejection(code, reason, message)
+
+
+def parse_submit(params: list[object]) -> tuple[str, str, bytes, int, int] | Rejection:
+    try:
+        worker, job_id = params[0], params[1]
+        extranonce2 = parse_hex(params[2], "extranonce2")
+        ntime = parse_u32_hex(params[3], "ntime")
+        nonce = parse_u32_hex(params[4], "nonce")
+    except (ValueError, IndexError) as exc:
+        return reject(stratum.OTHER, MALFORMED, f"malformed share: {exc}")
+    assert isinstance(worker, str) and isinstance(job_id, str)  # the codec checked the types
+    return worker, job_id, extranonce2, ntime, nonce
+
+
+def check_ntime(job: ProxyJob, ntime: int) -> Rejection | None:
+    if not job.job.ntime <= ntime <= job.job.ntime + NTIME_MAX_AHEAD_S:
+        return reject(stratum.OTHER, BAD_NTIME, "ntime out of range")
+    return None
+
+
+def check_extranonce2(extranonce2: bytes, size: int) -> Rejection | None:
+    if len(extranonce2) != size:
+        return reject(stratum.OTHER, BAD_EXTRANONCE2, f"extranonce2 must be {size} bytes")
+    return None
+
+
+def judge(candidate: ShareCandidate, pow_hash: bytes) -> Verdict:
+    value = hash_to_int(pow_hash)
+    reached = hash_share_difficulty(value)
+    if value > candidate.target:
+        return Verdict(False, reached, False,
+                       reject(stratum.LOW_DIFFICULTY, LOW_DIFFICULTY, "low difficulty share"))
+    return Verdict(True, reached, value <= candidate.job.work.target)

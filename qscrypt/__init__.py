@@ -1,0 +1,1 @@
+"""Qscrypt: a profit-switching Stratum proxy for scrypt coins."""

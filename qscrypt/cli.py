@@ -1,0 +1,163 @@
+"""The `qscrypt` command: one entry point, a subcommand per job."""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from qscrypt.config import Config, load_config
+from qscrypt.log import configure_logging, get_logger
+from qscrypt.settings import ConfigError
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro_factory())
+    except ImportError:
+        return asyncio.run(coro_factory())
+
+
+def database_dsn(config: Config) -> str:
+    """The configured DSN, or the embedded server's (started if it is not running)."""
+    if config.database.dsn:
+        return config.database.dsn
+    from qscrypt.db.embedded import ensure_running
+
+    config.database.embedded_data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return ensure_running(config.database.embedded_data_dir, database="qscrypt")
+
+
+def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
+    from qscrypt.db.migrate import migrate
+
+    dsn = database_dsn(config)
+    applied = asyncio.run(migrate(dsn))
+    get_logger().info("migrate.done", applied=applied or "nothing to apply")
+    return 0
+
+
+def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
+    from proxy.app import run_proxy
+
+    dsn = database_dsn(config) if not args.no_database else None
+
+    async def main() -> int:
+        if dsn:
+            from qscrypt.db.migrate import migrate
+
+            await migrate(dsn)
+        await run_proxy(config.proxy, dsn, _stop_event())
+        return 0
+
+    return _run(main)
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from qscrypt.stack import run_stack
+
+    return _run(lambda: run_stack(config, args.data_dir, args.with_miner, _stop_event))
+
+
+def cmd_not_yet(name: str, issue: str) -> Callable[[Config, argparse.Namespace], int]:
+    def run(config: Config, args: argparse.Namespace) -> int:
+        print(f"qscrypt {name}: not available yet — it lands with the issue \"{issue}\".", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _delegate(module: str) -> Callable[[Config, argparse.Namespace], int]:
+    """Subcommands owned by another package: it adds its own arguments and runs `main(args)`,
+    sync or async; the loaded config travels as `args.qscrypt_config`."""
+
+    def run(config: Config, args: argparse.Namespace) -> int:
+        import importlib
+
+        args.qscrypt_config = config
+        result = importlib.import_module(module).main(args)
+        if asyncio.iscoroutine(result):
+            return int(_run(lambda: result) or 0)
+        return int(result or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qscrypt",
+                                     description="Profit-switching Stratum proxy for scrypt coins")
+    parser.add_argument("-c", "--config", type=Path, help="TOML config file (see qscrypt.example.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("proxy", help="run the Stratum proxy")
+    p.add_argument("--no-database", action="store_true", help="keep share accounting in memory only")
+    p.set_defaults(func=cmd_proxy)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="start the whole local stack on embedded defaults")
+    p.add_argument("--data-dir", type=Path, default=Path("var"), help="where the local stack keeps its data")
+    p.add_argument("--no-miner", dest="with_miner", action="store_false",
+                   help="do not attach the built-in miner")
+    p.set_defaults(func=cmd_run)
+
+    _add_optional(sub, "miner", "backends.miner", "run the built-in miner (a Stratum client)")
+    _add_optional(sub, "bench", "backends.bench_cli", "benchmark the hashing engines")
+    _add_optional(sub, "aggregator", "aggregator.cli", "collect market and network data")
+
+    p = sub.add_parser("api", help="run the decision API")
+    p.set_defaults(func=cmd_not_yet("api", "The decision API and profile-based switching"))
+    p = sub.add_parser("worker", help="run a Kafka hashing worker")
+    p.set_defaults(func=cmd_not_yet("worker", "Nonce ranges through Kafka"))
+    return parser
+
+
+def _add_optional(sub: Any, name: str, module: str, help_text: str) -> None:
+    """A subcommand whose package adds its own arguments through `add_arguments(parser)`."""
+    p = sub.add_parser(name, help=help_text)
+    try:
+        import importlib
+
+        mod = importlib.import_module(module)
+    except ImportError:
+        p.set_defaults(func=cmd_not_yet(name, help_text))
+        return
+    mod.add_arguments(p)
+    p.set_defaults(func=_delegate(module))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"qscrypt: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    try:
+        return int(args.func(config, args) or 0)
+    except ConfigError as exc:
+        print(f"qscrypt: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

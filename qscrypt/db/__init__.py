@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded development server and schema migrations."""

@@ -1,0 +1,1 @@
+"""Local development networks: real coin daemons on loopback for tests and solo mining."""

@@ -1,0 +1,56 @@
+"""Configuration: the example file loads; unknown keys and bad values name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from qscrypt.config import load_config
+from qscrypt.settings import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "qscrypt.example.toml"
+ENV = {"POOL_A_PASSWORD": "secret", "LITECOIN_RPC_PASSWORD": "rpcsecret"}
+
+
+def test_example_config_loads_with_secrets_from_environment() -> None:
+    config = load_config(EXAMPLE, ENV)
+    assert config.proxy.listen.port == 3333
+    pool, daemon = config.proxy.upstreams
+    assert pool.password == "secret" and daemon.rpc_password == "rpcsecret"
+    assert daemon.kind == "daemon" and daemon.network == "main"
+
+
+def test_missing_environment_secret_names_key_and_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(EXAMPLE, {"POOL_A_PASSWORD": "x"})
+    assert "proxy.upstreams[1].rpc_password" in str(err.value)
+    assert "LITECOIN_RPC_PASSWORD" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        ("[proxy]\nmax_conections = 5\n", "proxy.max_conections", "unknown key"),
+        ("[proxy.limits]\nmax_connections = \"many\"\n", "proxy.limits.max_connections", "integer"),
+        ("[proxy.limits]\nmax_connections = 0\n", "proxy.limits.max_connections", "positive"),
+        ("[logging]\nlevel = \"loud\"\n", "logging.level", "one of"),
+        ("[proxy.listen]\nport = 70000\n", "proxy.listen.port", "TCP port"),
+        ("[[proxy.upstreams]]\nname = \"a\"\nurl = \"http://x:1\"\nuser = \"u\"\n",
+         "proxy.upstreams[a].url", "stratum+tcp"),
+        ("[[proxy.upstreams]]\nurl = \"stratum+tcp://x:1\"\n", "proxy.upstreams[0].name", "required"),
+        ("[proxy.vardiff]\nminimum = 5.0\ninitial = 1.0\n", "proxy.vardiff", "minimum <= initial"),
+        ("[proxy]\nextranonce_prefix_size = 9\n", "proxy.extranonce_prefix_size", "1..4"),
+        ("not toml at all [", "<file>", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {})
+    assert err.value.key == key
+    assert problem in str(err.value)
+
+
+def test_database_dsn_from_environment(tmp_path: Path) -> None:
+    config = load_config(None, {"QSCRYPT_DATABASE_DSN": "postgresql://u@h/db"})
+    assert config.database.dsn == "postgresql://u@h/db"
