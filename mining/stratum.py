@@ -85,8 +85,14 @@ def _is_opt_str(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    # Python's json reads NaN, Infinity and 1e400 (→ inf); no target can stand for those.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # Python's json reads NaN, Infinity, 1e400 (→ inf) and 400-digit integers; callers do float()
+    # and target arithmetic on a difficulty, so only values that fit a finite float pass.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_list(value: Any) -> bool:

@@ -5,6 +5,7 @@ needs its scrypt hash, or a reason to close. Sockets, timers and the executor li
 `proxy.server`; upstream choice and job lookup live behind the `Hub` it is given.
 """
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -93,7 +94,7 @@ def parse_password(password: str) -> PasswordOptions:
                 parsed = float(value)
             except ValueError:
                 continue
-            if parsed > 0:
+            if parsed > 0 and math.isfinite(parsed):
                 difficulty = parsed
         elif key == "profile" and value:
             profile = value

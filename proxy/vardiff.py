@@ -1,13 +1,20 @@
 """Variable difficulty per miner: aim for one share every `target_interval_s`.
 
-Pure: fed share times, asked for a new difficulty. A retarget happens at most every
-`retarget_every_s`, moves at most 4x per step (so one lucky burst cannot swing it) and not at all
-while the observed interval is inside the variance band, which is what stops it oscillating.
+Pure: fed share times, asked for a new difficulty. Shares are a Poisson process, so a window of
+three shares says little: a retarget happens only when the observed interval is outside both the
+variance band and the window's own noise (2/√shares), otherwise the window keeps growing and the
+estimate sharpens. Steps are capped at 4x. Together that is what stops it oscillating.
 """
 
+import math
 from dataclasses import dataclass, field
 
 _MAX_STEP = 4.0
+_EMPTY_INTERVALS = 6
+"""With no share at all, wait this many target intervals (a 0.25 % chance at the right difficulty)."""
+_CONFIDENT_SHARES = 16
+_MAX_WINDOWS = 16
+"""A window that never called for a retarget restarts after this many retarget periods."""
 
 
 @dataclass
@@ -42,14 +49,20 @@ class Vardiff:
         if elapsed < self.retarget_every_s:
             return None
         if self.shares == 0:
-            # Nothing found in a whole window: the difficulty is too high by at least this much.
-            ratio = 1.0 / _MAX_STEP
+            if elapsed < _EMPTY_INTERVALS * self.target_interval_s:
+                return None
+            ratio = self.target_interval_s / elapsed
         else:
             observed = elapsed / self.shares
-            ratio = self.target_interval_s / observed
-            if abs(1.0 - observed / self.target_interval_s) <= self.variance:
-                self.start(now)
+            deviation = abs(observed / self.target_interval_s - 1.0)
+            if deviation <= max(self.variance, 2.0 / math.sqrt(self.shares)):
+                if elapsed >= _MAX_WINDOWS * self.retarget_every_s:
+                    self.start(now)
                 return None
+            ratio = self.target_interval_s / observed
+            if self.shares < _CONFIDENT_SHARES:
+                # Few shares: the estimate is rough, so go half way (in log terms) and look again.
+                ratio = math.sqrt(ratio)
         ratio = min(max(ratio, 1.0 / _MAX_STEP), _MAX_STEP)
         new = self.clamp(self.difficulty * ratio)
         self.start(now)

@@ -1,0 +1,388 @@
+"""Solo mining straight from a coin daemon: the proxy is the pool.
+
+Work comes from `getblocktemplate` (with the coin profile's rules: Litecoin Core insists on
+["mweb", "segwit"], Dogecoin-style daemons need none); a share that meets the network target
+becomes a whole block for `submitblock` (layout: `mining.block`), and the daemon's verdict is
+recorded in the `blocks` table.
+
+Extranonce: 4 random bytes of extranonce1 per upstream instance (two proxies paying the same
+address from the same daemon never build the same coinbase) and 4 bytes of extranonce2, of which
+the router hands 2 to each miner as its prefix, so each miner keeps 2 of its own.
+
+Noticing new blocks: polling `getbestblockhash` every `POLL_INTERVAL_S` (100 ms), not long
+polling `getblocktemplate` with its `longpollid`. Both meet "new work within a second" by far.
+Measured against litecoind 0.21 regtest here: a long poll wakes about 5 ms after the tip changes,
+a poll costs about 1 ms, and tests/solo measure new work at the miner 0.1–0.2 s after another node
+mined (block relay, the poll, the template and the notify together). Polling was chosen because
+- a long poll holds one of the daemon's few RPC worker threads (`-rpcthreads` defaults to 4) per
+  proxy for as long as the tip stands, and an HTTP timeout must be told apart from "no block";
+- the poll doubles as the health check that drives `no_job_timeout_s` failover: a dead daemon is
+  noticed within 100 ms, where a long poll sits silent until its own timeout;
+- the 50 ms it costs on average is 0.03 % of a 150 s block interval.
+
+Failures: RPC errors and timeouts are retried with backoff from 0.25 s (a solo miner loses blocks
+while it waits; calls to a daemon are cheap) up to `retry_backoff_s`. Meanwhile the last job stays
+valid until the daemon last confirmed its tip more than `no_job_timeout_s` ago; then the upstream
+goes DOWN and failover takes over as for a silent pool. Each distinct error is logged once.
+"""
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from mining.address import AddressError, address_to_script
+from mining.block import (
+    MAX_COINBASE_SCRIPT_SIG,
+    BlockTemplateWork,
+    assemble_block,
+    build_coinbase,
+    stratum_branch,
+)
+from mining.coins import coin
+from mining.hashing import hash_to_hex, sha256d
+from mining.job import Job
+from mining.serialize import bip34_height, push_data
+from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
+from proxy.upstream.rpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
+from qscrypt.config import FailoverConfig, UpstreamConfig
+from qscrypt.log import get_logger
+from qscrypt.settings import ConfigError
+
+EXTRANONCE1_SIZE = 4
+EXTRANONCE2_SIZE = 4
+POLL_INTERVAL_S = 0.1
+TEMPLATES_KEPT = 16
+"""Templates kept by job id: as many jobs as a miner session remembers (proxy.session)."""
+
+_POLL_TIMEOUT_S = 5.0
+_TEMPLATE_TIMEOUT_S = 15.0
+_SUBMIT_TIMEOUT_S = 60.0  # a big block on mainnet can take seconds to validate
+_SUBMIT_ATTEMPTS = 4
+_FIRST_RETRY_S = 0.25
+_DB_ATTEMPTS = 3
+_DB_TIMEOUT_S = 5.0
+_RECORD_DRAIN_S = 10.0
+_BASE_UNITS_PER_COIN = Decimal(100_000_000)
+_HIGHEST_HEIGHT = 2**31 - 1  # the longest BIP34 height push a coinbase will ever carry
+# submitblock answers that do not say where the block went: its place in the chain decides.
+_ASK_THE_CHAIN = (None, "duplicate", "inconclusive", "duplicate-inconclusive")
+# Template fields besides the transactions whose change makes new work (curtime alone does not).
+_WORK_KEYS = ("previousblockhash", "version", "bits", "coinbasevalue", "mweb")
+
+_INSERT_BLOCK = """
+INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
+    WHERE blocks.status = 'pending'
+"""
+
+
+class DaemonError(Exception):
+    """The daemon answers, but not as the configuration expects (wrong chain, bad template)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    job: Job
+    template: dict[str, Any]
+    fields: BlockTemplateWork
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One row of the `blocks` table."""
+
+    coin: str
+    height: int
+    hash: str
+    worker: str
+    upstream: str
+    reward: Decimal
+    status: str  # accepted / rejected / orphaned / pending
+    reason: str | None
+    found_at: datetime
+
+
+class DaemonUpstream(Upstream):
+    def __init__(self, config: UpstreamConfig, failover: FailoverConfig, dsn: str | None = None) -> None:
+        key = f"proxy.upstreams[{config.name}]"
+        try:
+            profile = coin(config.coin, config.network)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.coin", str(exc)) from None
+        super().__init__(config.name, profile.symbol, config.priority)
+        self.config = config
+        self.failover = failover
+        self.profile = profile
+        try:
+            self.payout_script = address_to_script(config.payout_address, profile)
+        except AddressError as exc:
+            raise ConfigError(f"{key}.payout_address",
+                              f"{config.payout_address!r} cannot be paid on {profile.label}: {exc}") from None
+        self.tag = config.coinbase_tag.encode()
+        script_sig = (len(bip34_height(_HIGHEST_HEIGHT)) + 1 + EXTRANONCE1_SIZE + EXTRANONCE2_SIZE
+                      + len(push_data(self.tag)))
+        if script_sig > MAX_COINBASE_SCRIPT_SIG:
+            raise ConfigError(f"{key}.coinbase_tag",
+                              f"is {len(self.tag)} bytes: the coinbase scriptSig would be {script_sig} "
+                              f"bytes, over the {MAX_COINBASE_SCRIPT_SIG}-byte limit")
+        if config.refresh_s <= 0:
+            raise ConfigError(f"{key}.refresh_s", "must be positive")
+        self._key = key
+        self._dsn = dsn
+        self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password, config.rpc_cookie_file)
+        self.extranonce1 = secrets.token_bytes(EXTRANONCE1_SIZE)
+        self.accepted = 0
+        self.rejected = 0
+        self._log = get_logger(upstream=self.name, coin=profile.symbol)
+        self._templates: OrderedDict[str, _Template] = OrderedDict()
+        self._current: _Template | None = None
+        self._job_counter = 0
+        self._chain_checked = False
+        self._confirmed_at = 0.0
+        """When the daemon last confirmed the current job's tip is still the best block."""
+        self._refresh_at = 0.0
+        self._logged_error: str | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._records: set[asyncio.Task[None]] = set()
+
+    # -- work -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"upstream-{self.name}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._records:
+            # Blocks found just before shutdown still deserve their row.
+            await asyncio.wait(self._records, timeout=_RECORD_DRAIN_S)
+        await self.rpc.close()
+        self.work = None
+        self._set_state(UpstreamState.DOWN)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self._poll()
+            except (RpcError, DaemonError, ValueError) as exc:
+                failures += 1
+                delay = self._failed(exc, failures)
+            except Exception as exc:  # a bug must not silently end the upstream: log it, retry
+                self._log.exception("daemon.unexpected_error")
+                failures += 1
+                delay = self._failed(exc, failures)
+            else:
+                if failures:
+                    self._log.info("daemon.recovered", failures=failures)
+                    self._logged_error = None
+                failures = 0
+                delay = POLL_INTERVAL_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _poll(self) -> None:
+        if not self._chain_checked:
+            await self._check_chain()
+        best = await self.rpc.call("getbestblockhash", timeout_s=_POLL_TIMEOUT_S)
+        now = time.monotonic()
+        current = self._current
+        if (self.work is not None and current is not None and now < self._refresh_at
+                and best == current.template["previousblockhash"]):
+            self._confirmed_at = now
+            return
+        await self._new_work()
+
+    async def _check_chain(self) -> None:
+        info = await self.rpc.call("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
+        chain = info.get("chain") if isinstance(info, dict) else None
+        if chain != self.profile.network:
+            raise DaemonError(f"the daemon at {self.config.rpc_url} runs chain {chain!r}, but "
+                              f"{self._key}.network is {self.profile.network!r}")
+        self._chain_checked = True
+        self._log.info("daemon.connected", url=self.config.rpc_url, chain=chain, blocks=info.get("blocks"))
+
+    async def _new_work(self) -> None:
+        template = await self.rpc.call("getblocktemplate", {"rules": list(self.profile.gbt_rules)},
+                                       timeout_s=_TEMPLATE_TIMEOUT_S)
+        if not isinstance(template, dict):
+            raise DaemonError(f"getblocktemplate answered {type(template).__name__}, not an object")
+        if "mweb" in template and not self.profile.mweb:
+            raise DaemonError(f"the template carries MWEB data, which {self.profile.label} does not have")
+        fields = BlockTemplateWork.from_template(template)
+        now = time.monotonic()
+        previous = self._current
+        if self.work is not None and previous is not None and _same_work(previous.template, template):
+            # Only curtime moved: new jobs would interrupt miners for nothing.
+            self._confirmed_at = now
+            self._refresh_at = now + self.config.refresh_s
+            return
+        parts = build_coinbase(template, self.payout_script, self.tag, EXTRANONCE1_SIZE + EXTRANONCE2_SIZE,
+                               self.profile)
+        branch = stratum_branch(template)
+        # Miners must drop their work only when the block it builds on is gone.
+        clean = self.work is None or previous is None or previous.fields.prevhash != fields.prevhash
+        self._job_counter += 1
+        job = fields.job(f"{self._job_counter:x}", parts, branch, clean_jobs=clean)
+        entry = _Template(job, template, fields)
+        self._templates[job.job_id] = entry
+        while len(self._templates) > TEMPLATES_KEPT:
+            self._templates.popitem(last=False)
+        self._current = entry
+        self._confirmed_at = now
+        self._refresh_at = now + self.config.refresh_s
+        log = self._log.info if clean else self._log.debug
+        log("daemon.work", job=job.job_id, height=fields.height, clean=clean,
+            transactions=len(template.get("transactions", ())), mweb="mweb" in template,
+            reward=fields.coinbasevalue)
+        self._set_state(UpstreamState.READY)
+        self._publish_job(UpstreamWork(job, self.extranonce1, EXTRANONCE2_SIZE, fields.target))
+
+    def _failed(self, exc: Exception, failures: int) -> float:
+        """Note a failed poll; how long to wait before the next one."""
+        error = str(exc) if isinstance(exc, RpcError | DaemonError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, RpcAuthError):
+            where = (f"{self._key}.rpc_cookie_file" if self.config.rpc_cookie_file
+                     else f"{self._key}.rpc_user and rpc_password")
+            error = f"{error}: check {where}"
+        if error != self._logged_error:
+            # Once per distinct error: a daemon down for hours must not flood the log.
+            self._logged_error = error
+            log = self._log.error if isinstance(exc, RpcAuthError | DaemonError) else self._log.warning
+            log("daemon.rpc_failed", error=error, failures=failures)
+        backoff = min(_FIRST_RETRY_S * 2 ** min(failures - 1, 16), self.failover.retry_backoff_s)
+        if self.work is None:
+            self._set_state(UpstreamState.DOWN, error)
+            return backoff
+        self.last_error = error
+        expires = self._confirmed_at + self.failover.no_job_timeout_s
+        now = time.monotonic()
+        if now < expires:
+            return min(backoff, expires - now)
+        self._log.error("daemon.down", error=error, job_age_s=round(now - self._confirmed_at, 1))
+        self.work = None
+        self._set_state(UpstreamState.DOWN, f"no work from the daemon for {now - self._confirmed_at:.0f} s: "
+                                            f"{error}")
+        return backoff
+
+    # -- blocks ---------------------------------------------------------------------------------
+
+    async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
+                     header: bytes, worker: str) -> SubmitOutcome:
+        """Submit the block this share completes; ntime and nonce are already in `header`."""
+        started = time.monotonic()
+        found_at = datetime.now(UTC)
+        entry = self._templates.get(job_id)
+        if entry is None:
+            return SubmitOutcome(False, f"job {job_id} is too old: its template is gone",
+                                 time.monotonic() - started)
+        try:
+            block = assemble_block(header, entry.job.coinbase(self.extranonce1, extranonce2), entry.template)
+        except ValueError as exc:
+            return SubmitOutcome(False, str(exc), time.monotonic() - started)
+        block_hash = hash_to_hex(sha256d(header))
+        status, reason = await self._submit_block(block, block_hash)
+        latency = time.monotonic() - started
+        accepted = status == "accepted"
+        if accepted:
+            self.accepted += 1
+            self._wake.set()  # our own block is the new tip: fetch work on it now
+        else:
+            self.rejected += 1
+        log = self._log.info if accepted else self._log.warning
+        log("daemon.block", height=entry.fields.height, hash=block_hash, worker=worker, status=status,
+            reason=reason, latency_ms=round(latency * 1000, 1))
+        if self._dsn:
+            self._record(BlockRecord(self.profile.symbol, entry.fields.height, block_hash, worker, self.name,
+                                     entry.fields.coinbasevalue / _BASE_UNITS_PER_COIN, status, reason,
+                                     found_at))
+        return SubmitOutcome(accepted, reason, latency, block_hash)
+
+    async def _submit_block(self, block: bytes, block_hash: str) -> tuple[str, str | None]:
+        """(status, reason) for the `blocks` table, from submitblock and the block's place in the chain."""
+        error = ""
+        for attempt in range(_SUBMIT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
+            try:
+                answer = await self.rpc.call("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
+                break
+            except RpcCallError as exc:
+                return "rejected", exc.message  # e.g. "Block decode failed"
+            except RpcError as exc:
+                # A timed-out submission may still have arrived: a retry then answers "duplicate".
+                error = str(exc)
+        else:
+            return "pending", f"no answer to submitblock: {error}"
+        verdict = None if answer is None else str(answer)
+        if verdict not in _ASK_THE_CHAIN:
+            return "rejected", verdict
+        place = await self._chain_place(block_hash)
+        if place == "best":
+            return "accepted", None
+        if place == "side":
+            return "orphaned", verdict or "accepted but not in the best chain"
+        if place == "unknown":
+            return "rejected", verdict or "the daemon does not know the block it accepted"
+        return ("accepted", None) if verdict is None else ("pending", verdict)
+
+    async def _chain_place(self, block_hash: str) -> str | None:
+        """"best", "side" (stored off the best chain), "unknown", or None when the daemon did not say."""
+        try:
+            header = await self.rpc.call("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
+        except RpcCallError:
+            return "unknown"  # -5 Block not found
+        except RpcError:
+            return None
+        confirmations = header.get("confirmations") if isinstance(header, dict) else None
+        if not isinstance(confirmations, int):
+            return None
+        return "best" if confirmations >= 1 else "side"
+
+    def _record(self, record: BlockRecord) -> None:
+        # In the background: the miner's reply and the next work must not wait for PostgreSQL.
+        task = asyncio.get_running_loop().create_task(self._write_record(record))
+        self._records.add(task)
+        task.add_done_callback(self._records.discard)
+
+    async def _write_record(self, record: BlockRecord) -> None:
+        error: Exception | None = None
+        for attempt in range(_DB_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(2**attempt)
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=_DB_TIMEOUT_S)
+                try:
+                    await conn.execute(_INSERT_BLOCK, record.coin, record.height, record.hash, record.worker,
+                                       record.upstream, record.reward, record.status, record.reason,
+                                       record.found_at, timeout=_DB_TIMEOUT_S)
+                finally:
+                    await conn.close()
+                return
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                error = exc
+        # The block itself went to the daemon already; the log keeps what the table could not.
+        self._log.error("daemon.block_not_recorded", error=str(error), height=record.height, hash=record.hash,
+                        worker=record.worker, status=record.status, reason=record.reason,
+                        reward=str(record.reward), found_at=record.found_at.isoformat())
+
+
+def _same_work(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two templates make the same block but for the time."""
+    if any(old.get(key) != new.get(key) for key in _WORK_KEYS):
+        return False
+    return [tx.get("txid") for tx in old.get("transactions", ())] == \
+        [tx.get("txid") for tx in new.get("transactions", ())]
