@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -98,6 +98,8 @@ class ShareWriter:
         self.written = 0
         self.spilled = 0
         self.failures = 0
+        self.quarantined = 0
+        self._partitions_until: date | None = None
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger(component="share-writer")
@@ -181,8 +183,40 @@ class ShareWriter:
         replay.unlink()
         return len(rows)
 
+    @property
+    def quarantine_file(self) -> Path:
+        return self.spill_dir / "shares.rejected-by-db.jsonl"
+
     async def _write(self, rows: list[ShareRow]) -> None:
         conn = await self._connection()
+        await self._ensure_partitions(conn)
+        try:
+            await self._insert(conn, rows)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            # One bad row must not hold every other share hostage: write the rest one by one and
+            # keep the rows the database refuses in a file beside the spill, for an operator.
+            self._log.error("shares.rows_refused", error=str(exc), batch=len(rows))
+            for row in rows:
+                try:
+                    await self._insert(conn, [row])
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+                    self._quarantine(row)
+
+    def _quarantine(self, row: ShareRow) -> None:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        with self.quarantine_file.open("a") as fh:
+            fh.write(_row_to_json(row) + "\n")
+        self.quarantined += 1
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection) -> None:
+        """Daily partitions for today and the next two days, checked once a day."""
+        today = datetime.now(UTC).date()
+        if self._partitions_until is not None and today < self._partitions_until:
+            return
+        await conn.fetchval("SELECT qscrypt_ensure_share_partitions($1, 3)", today)
+        self._partitions_until = today + timedelta(days=1)
+
+    async def _insert(self, conn: asyncpg.Connection, rows: list[ShareRow]) -> None:
         async with conn.transaction():
             await conn.copy_records_to_table("shares", records=rows, columns=SHARE_COLUMNS)
             await conn.executemany(

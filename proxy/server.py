@@ -107,7 +107,8 @@ class MinerConnection(asyncio.Protocol):
             elif isinstance(action, Check):
                 self.server.check_share(self, action)
             elif isinstance(action, Rejected):
-                self.server.count_rejection(self, action.worker, action.rejection, job_id="")
+                self.server.count_rejection(self, action.worker, action.rejection, action.job_id,
+                                            action.upstream, action.difficulty)
             elif isinstance(action, Close):
                 self.close(action.reason)
 
@@ -290,7 +291,7 @@ class StratumServer:
         return outcome
 
     def count_rejection(self, conn: MinerConnection, worker: str, rejection: validate.Rejection,
-                        job_id: str, upstream: str = "", difficulty: float = 0.0) -> None:
+                        job_id: str, upstream: str, difficulty: float) -> None:
         stale = rejection.reason == validate.STALE
         self.metrics.shares.labels("stale" if stale else "rejected", rejection.reason).inc()
         self.accounting.rejected(worker or "?", upstream, job_id, difficulty, rejection.reason, stale)

@@ -57,6 +57,9 @@ class Rejected:
 
     worker: str
     rejection: Rejection
+    job_id: str
+    upstream: str
+    difficulty: float
 
 
 Action = Send | Close | Check | Rejected
@@ -301,7 +304,10 @@ class MinerSession:
 
     def _refuse(self, request: stratum.Request, worker: str, rejection: Rejection) -> list[Action]:
         self.rejected += 1
-        return [self._error(request, rejection.code, rejection.message), Rejected(worker, rejection)]
+        job_id = request.params[1] if len(request.params) > 1 and isinstance(request.params[1], str) else ""
+        upstream = self.assignment.upstream if self.assignment is not None else ""
+        return [self._error(request, rejection.code, rejection.message),
+                Rejected(worker, rejection, job_id[:64], upstream, self.vardiff.difficulty)]
 
     def share_hashed(self, request_id: stratum.JsonId, candidate: ShareCandidate, pow_hash: bytes,
                      now: float) -> tuple[Verdict, list[Action]]:

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 import struct
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +79,8 @@ class PoolServer:
         self.silent = False
         self.authorized_users: list[str] = []
 
-    async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", port)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", port, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.current is None:
             self.new_job(clean=True, broadcast=False)
@@ -318,3 +320,15 @@ class ScriptedMiner:
             with contextlib.suppress(BaseException):
                 await self._reader_task
 
+
+
+def make_certificate(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1/localhost (its own CA), made with openssl."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key

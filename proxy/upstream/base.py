@@ -57,8 +57,10 @@ class Upstream(abc.ABC):
         self._state_listeners.append(listener)
 
     def _publish_job(self, work: UpstreamWork) -> None:
+        """New work; an upstream with work is READY (state listeners already see it healthy)."""
         self.work = work
         self.last_job_at = time.monotonic()
+        self._set_state(UpstreamState.READY)
         for listener in self._job_listeners:
             listener(self, work)
 

@@ -223,7 +223,6 @@ class PoolUpstream(Upstream):
             return
         work = UpstreamWork(job, self.extranonce1, self.extranonce2_size,
                             share_difficulty_to_target(self.difficulty))
-        self._set_state(UpstreamState.READY)
         self._publish_job(work)
 
     def _on_reconnect(self, params: list[Any]) -> None:

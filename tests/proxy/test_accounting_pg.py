@@ -1,0 +1,73 @@
+"""Share accounting into the real PostgreSQL, including an outage: no accepted share is lost."""
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from qscrypt.db.embedded import EmbeddedPostgres
+from qscrypt.db.migrate import migrate
+from tests.proxy.conftest import pool_upstream, wait_for
+from tests.stratum_peers import PoolServer
+
+
+async def _count(dsn: str, result: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM shares WHERE result = $1", result)
+    finally:
+        await conn.close()
+
+
+async def test_shares_and_workers_are_written_in_batches(pool: PoolServer, make_proxy, miners,
+                                                         pg_dsn: str) -> None:
+    proxy = await make_proxy([pool_upstream(pool, "p1")], dsn=pg_dsn, share_flush_s=0.2)
+    miner = await miners(proxy.ports["tcp"])
+    await miner.subscribe()
+    await miner.authorize("writer", "d=0.001")
+    for i in range(3):
+        assert (await miner.mine_one("writer", extranonce2=bytes([0, i]))).result is True
+    mjob = await miner.wait_job()
+    await miner.submit("writer", mjob, b"\x00\x00\x00", 1)  # wrong extranonce2 size: rejected
+    await wait_for(lambda: proxy.writer.written >= 4, "the batch to be written")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT result, reason, difficulty FROM shares WHERE worker = 'writer' "
+                                "ORDER BY ts")
+        worker = await conn.fetchrow("SELECT accepted, rejected, stale FROM workers WHERE name = 'writer'")
+    finally:
+        await conn.close()
+    assert [r["result"] for r in rows].count("accepted") == 3
+    assert any(r["reason"] == "bad-extranonce2" for r in rows)
+    assert all(r["difficulty"] == 0.001 for r in rows if r["result"] == "accepted")
+    assert (worker["accepted"], worker["rejected"], worker["stale"]) == (3, 1, 0)
+
+
+async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_proxy, miners,
+                                                       tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        await migrate(dsn)
+        # A tiny buffer forces the spill-to-disk path during the outage.
+        proxy = await make_proxy([pool_upstream(pool, "p1")], dsn=dsn, share_flush_s=0.2,
+                                 share_buffer_max=2)
+        miner = await miners(proxy.ports["tcp"])
+        await miner.subscribe()
+        await miner.authorize("survivor", "d=0.001")
+        for i in range(2):
+            assert (await miner.mine_one("survivor", extranonce2=bytes([1, i]))).result is True
+        await wait_for(lambda: proxy.writer.written >= 2, "the first shares in PostgreSQL")
+
+        await asyncio.to_thread(server.stop)
+        for i in range(6):  # accepted while the database is down
+            assert (await miner.mine_one("survivor", extranonce2=bytes([2, i]))).result is True
+        await wait_for(lambda: proxy.writer.spilled > 0, "rows spilled to disk")
+        assert proxy.writer.failures > 0
+
+        await asyncio.to_thread(server.start)
+        await wait_for(lambda: proxy.writer.written >= 8 and not proxy.writer.spill_file.exists()
+                       and not proxy.accounting.queue, "the backlog to be written", timeout=20)
+        assert await _count(dsn, "accepted") == 8
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,146 @@
+"""Hostile and broken miners: garbage, huge lines, invalid UTF-8, wrong types, floods, slow readers.
+
+None of it crashes the proxy or grows its memory, and a well-behaved miner beside them keeps
+getting its shares accepted.
+"""
+
+import asyncio
+import resource
+
+from mining import stratum
+from qscrypt.config import LimitsConfig
+from tests.proxy.conftest import pool_upstream, wait_for
+from tests.stratum_peers import PoolServer
+
+
+async def test_malformed_lines_get_json_rpc_errors_and_the_connection_lives(
+        pool: PoolServer, make_proxy, miners) -> None:
+    proxy = await make_proxy([pool_upstream(pool, "p1")])
+    port = proxy.ports["tcp"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    codec = stratum.StratumCodec(1 << 20)
+
+    async def ask(raw: bytes) -> stratum.Event:
+        writer.write(raw)
+        await writer.drain()
+        while True:
+            events = codec.feed(await asyncio.wait_for(reader.read(65536), 5))
+            for event in events:
+                if isinstance(event, stratum.Response):
+                    return event
+
+    r = await ask(b"this is not json\n")
+    assert r.error[0] == stratum.PARSE_ERROR
+    r = await ask(b"\xff\xfe\x80garbage\n")
+    assert r.error[0] == stratum.PARSE_ERROR and "UTF-8" in r.error[1]
+    r = await ask(b"[1, 2, 3]\n")
+    assert r.error[0] == stratum.INVALID_REQUEST
+    r = await ask(b'{"id": 5, "method": "mining.authorize", "params": [42, "x"]}\n')
+    assert r.id == 5 and r.error[0] == stratum.INVALID_PARAMS and "username" in r.error[1]
+    r = await ask(b'{"id": 6, "method": "mining.suggest_difficulty", "params": ["high"]}\n')
+    assert r.id == 6 and r.error[0] == stratum.INVALID_PARAMS
+    r = await ask(b'{"id": 7, "method": "mining.submit", "params": "nope"}\n')
+    assert r.id == 7 and r.error[0] == stratum.INVALID_PARAMS
+    r = await ask(b'{"id": 8, "method": "mining.suggest_difficulty", "params": [1e999]}\n')
+    assert r.id == 8 and r.error[0] == stratum.INVALID_PARAMS
+    # A 1 MB line is refused without being buffered whole, and the next line still works.
+    writer.write(b"{" + b"x" * (1 << 20))
+    r = await ask(b"\n")
+    assert "longer than" in r.error[1]
+    r = await ask(b'{"id": 9, "method": "client.get_version", "params": []}\n')
+    assert r.id == 9 and r.result.startswith("qscrypt/")
+    assert proxy.router.miner_count == 1
+    writer.close()
+
+
+async def test_abusive_connections_are_closed_with_a_reason_and_others_are_unaffected(
+        pool: PoolServer, make_proxy, miners) -> None:
+    limits = LimitsConfig(max_protocol_errors=5, messages_per_second=50.0, message_burst=50,
+                          max_line_bytes=4096)
+    proxy = await make_proxy([pool_upstream(pool, "p1")], limits=limits)
+    port = proxy.ports["tcp"]
+    good = await miners(port)
+    await good.subscribe()
+    await good.authorize("honest")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    garbage = await miners(port)
+    await garbage.send_raw(b"garbage\n" * 10)
+    await asyncio.wait_for(garbage.closed.wait(), 5)
+    shown = [n.params[0] for n in garbage.notifications if n.method == "client.show_message"]
+    assert shown and "malformed" in shown[0]
+
+    flood = await miners(port)
+    await flood.send_raw(b'{"id":1,"method":"client.get_version","params":[]}\n' * 500)
+    await asyncio.wait_for(flood.closed.wait(), 5)
+    shown = [n.params[0] for n in flood.notifications if n.method == "client.show_message"]
+    assert shown and "rate limit" in shown[0]
+
+    huge = await miners(port)
+    for _ in range(8):  # 8 MB of lines too long, sent fast
+        await huge.send_raw(b"a" * (1 << 20) + b"\n")
+        if huge.closed.is_set():
+            break
+    await asyncio.wait_for(huge.closed.wait(), 5)
+
+    # the honest miner beside them never noticed
+    assert (await good.mine_one("honest")).result is True
+    assert not good.closed.is_set()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert rss_after - rss_before < 64 * 1024  # KiB: nothing near the 8 MB that was sent
+    assert proxy.metrics.protocol_errors._value.get() >= 6
+
+
+async def test_connection_limits_and_handshake_timeout(pool: PoolServer, make_proxy, miners) -> None:
+    limits = LimitsConfig(max_connections=20, max_connections_per_ip=3, handshake_timeout_s=1.0)
+    proxy = await make_proxy([pool_upstream(pool, "p1")], limits=limits)
+    port = proxy.ports["tcp"]
+    held = [await miners(port) for _ in range(3)]
+    fourth = await miners(port)
+    await asyncio.wait_for(fourth.closed.wait(), 5)
+    shown = [n.params[0] for n in fourth.notifications if n.method == "client.show_message"]
+    assert shown and "too many connections from this IP" in shown[0]
+    # the three that never subscribed are closed after the handshake timeout
+    for miner in held:
+        await asyncio.wait_for(miner.closed.wait(), 5)
+    await wait_for(lambda: proxy.router.miner_count == 0, "connections released")
+
+
+async def test_slow_reader_is_dropped_not_buffered(pool: PoolServer, make_proxy) -> None:
+    limits = LimitsConfig(write_buffer_bytes=16 * 1024, messages_per_second=1e6, message_burst=1_000_000)
+    proxy = await make_proxy([pool_upstream(pool, "p1")], limits=limits)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["tcp"], limit=1024)
+    # shrink our receive buffer by never reading, while asking for lots of replies
+    request = b'{"id":1,"method":"client.get_version","params":[]}\n'
+    try:
+        for _ in range(200):
+            writer.write(request * 500)
+            await writer.drain()
+            if proxy.router.miner_count == 0:
+                break
+            await asyncio.sleep(0.01)
+    except ConnectionError:
+        pass
+    await wait_for(lambda: proxy.router.miner_count == 0, "the slow reader to be dropped")
+    assert proxy.metrics.disconnects.labels("slow reader")._value.get() == 1
+    writer.close()
+
+
+async def test_ip_with_mostly_invalid_shares_is_banned(pool: PoolServer, make_proxy, miners) -> None:
+    limits = LimitsConfig(ban_min_shares=10, ban_invalid_ratio=0.8, ban_seconds=60)
+    proxy = await make_proxy([pool_upstream(pool, "p1")], limits=limits)
+    port = proxy.ports["tcp"]
+    cheat = await miners(port)
+    await cheat.subscribe()
+    await cheat.authorize("cheat", "d=1000")  # nothing it sends will meet this
+    mjob = await cheat.wait_job()
+    for nonce in range(12):
+        r = await cheat.submit("cheat", mjob, b"\x00\x00", nonce)
+        if cheat.closed.is_set() or r.error is None:
+            break
+    await asyncio.wait_for(cheat.closed.wait(), 5)
+    again = await miners(port)
+    await asyncio.wait_for(again.closed.wait(), 5)  # banned IP: refused at once
+    shown = [n.params[0] for n in again.notifications if n.method == "client.show_message"]
+    assert shown and "banned" in shown[0]
+    assert proxy.metrics.bans._value.get() == 1
