@@ -94,7 +94,7 @@ class Proxy:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
             self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, context)
-        if self.config.metrics_port is not None:
+        if self.config.metrics_port:
             start_http_server(self.config.metrics_port, registry=self.metrics.registry)
         if self.writer is not None:
             await self.writer.start()

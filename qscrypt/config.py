@@ -154,6 +154,7 @@ class ProxyConfig:
     tokens: list[str] = field(default_factory=list)
     """With auth_mode = "tokens": accepted passwords (or from the workers table)."""
     metrics_port: int | None = 9100
+    """Prometheus /metrics port; 0 disables it."""
     share_flush_s: float = 1.0
     share_buffer_max: int = 100_000
     spill_dir: Path = field(default_factory=lambda: default_data_dir() / "spill")
