@@ -63,8 +63,7 @@ class MinerConnection(asyncio.Protocol):
         self.bucket: TokenBucket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "?"
         now = time.monotonic()

@@ -73,6 +73,12 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     return _run(lambda: run_stack(config, args.data_dir, args.with_miner, _stop_event))
 
 
+def cmd_bench(config: Config, args: argparse.Namespace) -> int:
+    from bench.scrypt import main as bench_main
+
+    return bench_main([])
+
+
 def cmd_not_yet(name: str, issue: str) -> Callable[[Config, argparse.Namespace], int]:
     def run(config: Config, args: argparse.Namespace) -> int:
         print(f"qscrypt {name}: not available yet — it lands with the issue \"{issue}\".", file=sys.stderr)
@@ -116,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not attach the built-in miner")
     p.set_defaults(func=cmd_run)
 
-    _add_optional(sub, "miner", "backends.miner", "run the built-in miner (a Stratum client)")
-    _add_optional(sub, "bench", "backends.bench_cli", "benchmark the hashing engines")
-    _add_optional(sub, "aggregator", "aggregator.cli", "collect market and network data")
+    _add_delegated(sub, "miner", "backends.cli", "run the built-in miner (a Stratum client)")
+    _add_delegated(sub, "aggregator", "aggregator.cli", "collect market and network data")
+
+    p = sub.add_parser("bench", help="benchmark the hashing engines (checks the vectors first)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("api", help="run the decision API")
     p.set_defaults(func=cmd_not_yet("api", "The decision API and profile-based switching"))
@@ -127,17 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_optional(sub: Any, name: str, module: str, help_text: str) -> None:
+def _add_delegated(sub: Any, name: str, module: str, help_text: str) -> None:
     """A subcommand whose package adds its own arguments through `add_arguments(parser)`."""
-    p = sub.add_parser(name, help=help_text)
-    try:
-        import importlib
+    import importlib
 
-        mod = importlib.import_module(module)
-    except ImportError:
-        p.set_defaults(func=cmd_not_yet(name, help_text))
-        return
-    mod.add_arguments(p)
+    p = sub.add_parser(name, help=help_text)
+    importlib.import_module(module).add_arguments(p)
     p.set_defaults(func=_delegate(module))
 
 

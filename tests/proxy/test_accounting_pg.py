@@ -1,13 +1,14 @@
 """Share accounting into the real PostgreSQL, including an outage: no accepted share is lost."""
 
 import asyncio
-from pathlib import Path
+import shutil
 
 import asyncpg
 
 from qscrypt.db.embedded import EmbeddedPostgres
 from qscrypt.db.migrate import migrate
 from tests.proxy.conftest import pool_upstream, wait_for
+from tests.services.postgres import scratch_dir
 from tests.stratum_peers import PoolServer
 
 
@@ -43,9 +44,9 @@ async def test_shares_and_workers_are_written_in_batches(pool: PoolServer, make_
     assert (worker["accepted"], worker["rejected"], worker["stale"]) == (3, 1, 0)
 
 
-async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_proxy, miners,
-                                                       tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_proxy, miners) -> None:
+    root = scratch_dir("outage")
+    server = EmbeddedPostgres(root / "pg", durable=False)
     dsn = await asyncio.to_thread(server.start)
     try:
         await migrate(dsn)
@@ -71,3 +72,4 @@ async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_pr
         assert await _count(dsn, "accepted") == 8
     finally:
         await asyncio.to_thread(server.stop)
+        shutil.rmtree(root, ignore_errors=True)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -25,9 +28,10 @@ _record = ServiceRecord("PostgreSQL (embedded)")
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+def pg_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedPostgres]:
+    root = scratch_dir("postgres")
     server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("postgres") / "data",
+        root / "data",
         durable=False,
         # Every module gets its own database, and services hold pools: allow plenty.
         settings={"max_connections": "300"},
@@ -41,6 +45,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
     _record.startup_s["embedded PostgreSQL (initdb + start)"] = time.monotonic() - began
     yield server
     server.stop()
+    if request.session.testsfailed == 0:  # keep the server log when something failed
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +77,12 @@ async def _new_database(server: EmbeddedPostgres, label: str) -> str:
     readable = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[-40:]
     name = f"t_{readable}_{uuid.uuid4().hex[:8]}"
     return await asyncio.to_thread(server.create_database, name)
+
+
+def scratch_dir(label: str) -> Path:
+    """A data directory outside pytest's temp root: every new pytest session resets that root to
+    0700, which would lock the unprivileged PostgreSQL user out of a server already running."""
+    return Path(tempfile.mkdtemp(prefix=f"qscrypt-test-{label}-"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:

@@ -1,0 +1,338 @@
+"""Proxy benchmark: `python -m bench.proxy --miners N`.
+
+Runs the real proxy in a child process (so its RSS is its own), a minimal pool and N miners here,
+all on loopback, and prints:
+- connections held and the proxy's RSS;
+- `mining.notify` fan-out: pool sends a job → each miner has it (p50/p99/max over N miners);
+- shares validated per second (every share is a full scrypt in the proxy), against the raw
+  `hashlib.scrypt` rate of the same number of threads measured in this run;
+- added latency of a forwarded share: miner sends → pool receives, minus one scrypt hash (p50/p99).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mining import stratum
+from mining.hashing import scrypt_pow
+from mining.job import Job
+
+PREVHASH = bytes(range(32))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class BenchPool:
+    """A pool that answers at once and timestamps what it receives (it verifies nothing, so it
+    takes no CPU from the proxy)."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.seq = 0
+        self.difficulty = 1e9
+        self.arrivals: dict[str, float] = {}
+        self.port = 0
+
+    def job(self, clean: bool) -> bytes:
+        self.seq += 1
+        job = Job(f"b{self.seq}", PREVHASH, b"\x01" * 40, b"\x02" * 40, (b"\x03" * 32,) * 6, 0x20000000,
+                  0x1E0FFFF0, 1_700_000_000 + self.seq, clean)
+        return stratum.notify("mining.notify", job.notify_params())
+
+    async def start(self) -> None:
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+
+    def broadcast(self, data: bytes) -> None:
+        for writer in self.writers:
+            writer.write(data)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        codec = stratum.StratumCodec(1 << 20)
+        self.writers.append(writer)
+        while data := await reader.read(65536):
+            for event in codec.feed(data):
+                if not isinstance(event, stratum.Request):
+                    continue
+                if event.method == "mining.subscribe":
+                    result: object = [[], "aabbccdd", 4]
+                elif event.method == "mining.submit":
+                    self.arrivals[event.params[4]] = time.perf_counter()
+                    result = True
+                else:
+                    result = True
+                writer.write(stratum.encode(stratum.Response(event.id, result, None)))
+                if event.method == "mining.authorize":
+                    writer.write(stratum.notify("mining.set_difficulty", [self.difficulty]))
+                    writer.write(self.job(clean=True))
+
+
+class BenchMiner(asyncio.Protocol):
+    def __init__(self, bench: "Bench") -> None:
+        self.bench = bench
+        self.codec = stratum.StratumCodec(1 << 20)
+        self.transport: asyncio.Transport | None = None
+        self.extranonce1 = b""
+        self.job: Job | None = None
+        self.pending: dict[int, asyncio.Future[stratum.Response]] = {}
+        self.next_id = 1
+        self.notify_at: dict[str, float] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        for event in self.codec.feed(data):
+            if isinstance(event, stratum.Response):
+                future = self.pending.pop(event.id, None)  # type: ignore[arg-type]
+                if future is not None and not future.done():
+                    future.set_result(event)
+            elif isinstance(event, stratum.Notification) and event.method == "mining.notify":
+                self.job = Job.from_notify(event.params)
+                self.notify_at[self.job.job_id] = now
+                self.bench.notified(self)
+
+    def call(self, method: str, params: list[object]) -> asyncio.Future[stratum.Response]:
+        assert self.transport is not None
+        future: asyncio.Future[stratum.Response] = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = future
+        self.transport.write(stratum.encode(stratum.Request(self.next_id, method, params)))
+        self.next_id += 1
+        return future
+
+    def share(self, nonce: int) -> tuple[list[object], bytes]:
+        assert self.job is not None
+        extranonce2 = b"\x00\x00"
+        header = self.job.header(self.extranonce1, extranonce2, self.job.ntime, nonce)
+        return ["bench", self.job.job_id, extranonce2.hex(), f"{self.job.ntime:08x}", f"{nonce:08x}"], header
+
+
+class Bench:
+    def __init__(self, miners: int) -> None:
+        self.count = miners
+        self.miners: list[BenchMiner] = []
+        self.waiting = 0
+        self.all_notified = asyncio.Event()
+
+    def notified(self, miner: BenchMiner) -> None:
+        if self.waiting > 0:
+            self.waiting -= 1
+            if self.waiting == 0:
+                self.all_notified.set()
+
+
+def raw_scrypt_rate(threads: int, seconds: float) -> float:
+    headers = [os.urandom(80) for _ in range(4096)]
+    done = 0
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        while time.perf_counter() < deadline:
+            done += len(list(pool.map(scrypt_pow, headers[:512])))
+    return done / (time.perf_counter() - started)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+PROXY_CONFIG = """
+[logging]
+level = "warning"
+format = "json"
+[proxy]
+metrics_port = 0
+[proxy.listen]
+host = "127.0.0.1"
+port = {port}
+[proxy.limits]
+max_connections = 200000
+max_connections_per_ip = 200000
+messages_per_second = 100000.0
+message_burst = 100000
+handshake_timeout_s = 600.0
+ban_min_shares = 1000000000
+[proxy.vardiff]
+initial = 0.000001
+minimum = 0.000000001
+[[proxy.upstreams]]
+name = "bench-pool"
+url = "stratum+tcp://127.0.0.1:{pool_port}"
+user = "bench"
+"""
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    cores = os.cpu_count() or 1
+    results: dict[str, object] = {"miners": args.miners, "cores": cores}
+
+    raw = await asyncio.to_thread(raw_scrypt_rate, cores, 3.0)
+    results["raw_scrypt_hs"] = round(raw)
+
+    pool = BenchPool()
+    await pool.start()
+    proxy_port = args.port
+    config_path = Path(args.workdir) / "bench-proxy.toml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(PROXY_CONFIG.format(port=proxy_port, pool_port=pool.port))
+    child = _spawn_proxy(config_path, Path(args.workdir) / "bench-proxy.log", hard)
+    try:
+        await _wait_port(proxy_port)
+        await asyncio.sleep(0.5)  # the upstream handshake
+        bench = Bench(args.miners)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        for start in range(0, args.miners, 500):
+            batch = []
+            for _ in range(min(500, args.miners - start)):
+                batch.append(loop.create_connection(lambda: BenchMiner(bench), "127.0.0.1", proxy_port))
+            for transport, miner in await asyncio.gather(*batch):
+                miner.transport = transport  # uvloop may run connection_made after this returns
+                bench.miners.append(miner)
+            handshakes = []
+            for miner in bench.miners[start:]:
+                handshakes.append(miner.call("mining.subscribe", ["bench/1.0"]))
+            for miner, response in zip(bench.miners[start:], await asyncio.gather(*handshakes), strict=True):
+                miner.extranonce1 = bytes.fromhex(response.result[1])
+            await asyncio.gather(*(m.call("mining.authorize", ["bench", "d=0.000001"])
+                                   for m in bench.miners[start:]))
+        results["connect_s"] = round(time.perf_counter() - started, 2)
+        await asyncio.sleep(1.0)
+        results["connections_held"] = sum(1 for m in bench.miners if not m.transport.is_closing())
+        results["proxy_rss_mib"] = round(rss_mib(child.pid), 1)
+
+        # fan-out: repeat a few times, one sample per miner per round
+        fanout: list[float] = []
+        rounds_all: list[float] = []
+        for _ in range(args.rounds):
+            bench.waiting = len(bench.miners)
+            bench.all_notified.clear()
+            data = pool.job(clean=True)
+            sent = time.perf_counter()
+            pool.broadcast(data)
+            job_id = f"b{pool.seq}"
+            await asyncio.wait_for(bench.all_notified.wait(), 30)
+            del job_id
+            times = [max(m.notify_at.values()) - sent for m in bench.miners]
+            fanout += times
+            rounds_all.append(max(times))
+            await asyncio.sleep(0.3)
+        results["fanout_ms_p50"] = round(1000 * statistics.median(fanout), 2)
+        results["fanout_ms_p99"] = round(1000 * _percentile(fanout, 0.99), 2)
+        results["fanout_ms_all_median_round"] = round(1000 * statistics.median(rounds_all), 2)
+
+        # validation throughput: many miners submit at once; every share costs the proxy a scrypt
+        senders = bench.miners[: min(len(bench.miners), 200)]
+        per_miner = max(1, args.shares // len(senders))
+        started = time.perf_counter()
+        futures = []
+        for i in range(per_miner):
+            for miner in senders:
+                params, _ = miner.share(i)
+                futures.append(miner.call("mining.submit", params))
+        answers = await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - started
+        accepted = sum(1 for a in answers if a.result is True)
+        results["shares_validated"] = len(answers)
+        results["shares_accepted"] = accepted
+        results["validated_per_s"] = round(len(answers) / elapsed)
+        results["validated_per_s_per_core"] = round(len(answers) / elapsed / cores)
+        results["validation_vs_raw_scrypt"] = round(len(answers) / elapsed / raw, 3)
+
+        # forwarded-share latency: make every share meet the pool target, one at a time
+        pool.difficulty = 1e-9
+        pool.broadcast(stratum.notify("mining.set_difficulty", [pool.difficulty]))
+        bench.waiting = len(bench.miners)
+        bench.all_notified.clear()
+        pool.broadcast(pool.job(clean=True))
+        await asyncio.wait_for(bench.all_notified.wait(), 30)
+        single = []
+        for _ in range(50):
+            header = os.urandom(80)
+            t = time.perf_counter()
+            scrypt_pow(header)
+            single.append(time.perf_counter() - t)
+        hash_s = statistics.median(single)
+        added: list[float] = []
+        miner = bench.miners[0]
+        for nonce in range(1000, 1000 + args.forwarded):
+            params, _ = miner.share(nonce)
+            sent = time.perf_counter()
+            await miner.call("mining.submit", params)
+            for _ in range(200):
+                if params[4] in pool.arrivals:
+                    break
+                await asyncio.sleep(0.001)
+            added.append(pool.arrivals[params[4]] - sent - hash_s)
+        results["scrypt_hash_ms"] = round(1000 * hash_s, 3)
+        results["forward_added_ms_p50"] = round(1000 * statistics.median(added), 2)
+        results["forward_added_ms_p99"] = round(1000 * _percentile(added, 0.99), 2)
+        results["proxy_rss_mib_end"] = round(rss_mib(child.pid), 1)
+        for m in bench.miners:
+            m.transport.close()
+    finally:
+        child.terminate()
+        child.wait(10)
+    return results
+
+
+def _spawn_proxy(config_path: Path, log_path: Path, max_files: int) -> subprocess.Popen[bytes]:
+    """The proxy as `qscrypt proxy` runs it, in its own process, its log kept in `log_path`."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "qscrypt.cli", "-c", str(config_path), "proxy", "--no-database"],
+            stdout=subprocess.DEVNULL, stderr=log,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files)),
+        )
+
+
+async def _wait_port(port: int) -> None:
+    for _ in range(300):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"proxy did not listen on {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--miners", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="fan-out rounds")
+    parser.add_argument("--shares", type=int, default=4000, help="shares for the throughput phase")
+    parser.add_argument("--forwarded", type=int, default=200, help="shares for the latency phase")
+    parser.add_argument("--port", type=int, default=33333)
+    parser.add_argument("--workdir", default="var/bench")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        results = uvloop.run(run(args))
+    except ImportError:
+        results = asyncio.run(run(args))
+    for key, value in results.items():
+        print(f"{key:32} {value}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
