@@ -1,0 +1,99 @@
+"""Which engines and devices this machine has, and building the engine a miner asked for.
+
+`create_engine` never fails for lack of OpenCL: no platform, no device, or a kernel that does not
+build all log one clear line and fall back to the CPU engine.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from backends.cpu import CpuEngine, resolve_threads
+from backends.engine import Engine, measure_hashrate
+from backends.opencl import KernelParams, OpenClEngine, OpenClUnavailable, describe_device, opencl_devices
+
+log = structlog.get_logger(__name__)
+
+EngineKind = Literal["auto", "cpu", "opencl"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    engine: str  # "cpu" or "opencl"
+    index: int  # position among the engine's devices (OpenCL: every platform's devices in order)
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    engine: EngineKind = "auto"
+    threads: int | None = None  # CPU engine threads (default: cpu_share of the cores)
+    cpu_share: float | None = None
+    opencl_device: int | None = None  # index from list_devices(); default: try each, keep the fastest
+    kernel: KernelParams | None = None  # fixed OpenCL kernel shape instead of the self-benchmark
+    kernel_source: str | None = None  # OpenCL C source instead of backends/kernels/scrypt.cl
+    tune_seconds: float = 0.3  # per candidate in the self-benchmark, and for the CPU engine in "auto"
+
+
+def list_devices() -> tuple[list[DeviceEntry], str | None]:
+    """Every device an engine can use, and why OpenCL offers none when it does not."""
+    entries = [DeviceEntry("cpu", 0, f"hashlib.scrypt (OpenSSL) on {resolve_threads()} CPU cores")]
+    try:
+        devices = opencl_devices()
+    except OpenClUnavailable as error:
+        return entries, str(error)
+    entries += [DeviceEntry("opencl", index, describe_device(device)) for index, device in enumerate(devices)]
+    return entries, None
+
+
+def format_devices(entries: list[DeviceEntry], problem: str | None) -> str:
+    lines = [f"{entry.engine:<7} {entry.index:>2}  {entry.description}" for entry in entries]
+    if problem is not None:
+        lines.append(f"opencl      unavailable: {problem}")
+    return "\n".join(lines)
+
+
+def _opencl_engines(options: EngineOptions) -> list[OpenClEngine]:
+    devices = opencl_devices()
+    if options.opencl_device is not None:
+        if not 0 <= options.opencl_device < len(devices):
+            raise OpenClUnavailable(f"no OpenCL device {options.opencl_device} (found {len(devices)})")
+        devices = [devices[options.opencl_device]]
+    engines: list[OpenClEngine] = []
+    problems: list[str] = []
+    for device in devices:
+        try:
+            engines.append(OpenClEngine(device, options.kernel, source=options.kernel_source,
+                                        tune_seconds=options.tune_seconds))
+        except OpenClUnavailable as error:
+            problems.append(str(error))
+    if not engines:
+        raise OpenClUnavailable("; ".join(problems))
+    return engines
+
+
+def create_engine(options: EngineOptions) -> Engine:
+    """The engine asked for; with "auto", the fastest by a short measurement of each. Blocks for it."""
+    cpu = CpuEngine(options.threads, options.cpu_share)
+    if options.engine == "cpu":
+        return cpu
+    try:
+        engines: list[Engine] = list(_opencl_engines(options))
+    except OpenClUnavailable as error:
+        log.warning(f"OpenCL engine unavailable ({error}); falling back to the CPU engine ({cpu.device})")
+        return cpu
+    if options.engine == "auto":
+        engines.append(cpu)
+        for engine in engines:
+            if not engine.hashrate:  # the CPU engine, or OpenCL with fixed parameters: not tuned
+                engine.hashrate = measure_hashrate(engine, options.tune_seconds)
+            log.debug("engine measured", engine=engine.name, device=engine.device,
+                      khs=round(engine.hashrate / 1000, 2))
+    best = max(engines, key=lambda engine: engine.hashrate)
+    for engine in engines:
+        if engine is not best:
+            engine.close()
+    log.info("hashing engine chosen", engine=best.name, device=best.device,
+             khs=round(best.hashrate / 1000, 2))
+    return best
