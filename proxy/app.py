@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 
 from proxy.accounting import Accounting, ShareWriter
 from proxy.metrics import ProxyMetrics
-from proxy.router import Router
+from proxy.router import DEFAULT_PROFILE, Move, Router
 from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
 from proxy.upstream.pool import PoolUpstream
@@ -40,15 +40,18 @@ class Proxy:
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize, self._on_move)
+        self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
         # hashlib.scrypt releases the GIL, so threads hash in parallel on every core.
-        self.executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="scrypt")
+        workers = os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrypt")
         self.server = StratumServer(self.router, config.limits, config.vardiff, self.accounting,
-                                    self.metrics, self.executor)
+                                    self.metrics, self.executor, workers)
         self.writer = ShareWriter(self.accounting, dsn, config.spill_dir, config.share_buffer_max,
                                   config.share_flush_s) if dsn else None
         self.upstreams: list[Upstream] = []
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         for upstream_config in config.upstreams:
             first = self._make_upstream(upstream_config, upstream_config.name)
             spawn = None
@@ -79,11 +82,37 @@ class Proxy:
     def _upstream_state(self, upstream: Upstream) -> None:
         self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
 
-    def _on_move(self, previous: str | None, active: str, moved: int, reason: str) -> None:
-        for group in self.router.groups:
-            self.metrics.upstream_active.labels(group).set(1 if group == active else 0)
-        if previous is not None:
+    def _on_move(self, move: Move) -> None:
+        if move.profile == DEFAULT_PROFILE:
+            for group in self.router.groups:
+                self.metrics.upstream_active.labels(group).set(1 if group == move.active else 0)
+        if move.previous is None:
+            return
+        if move.reason == "failover":
             self.metrics.failovers.inc()
+        else:
+            self.metrics.switches.labels(move.profile).inc()
+        if self.dsn:
+            task = asyncio.get_running_loop().create_task(self._record_move(move))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _record_move(self, move: Move) -> None:
+        """Every move is a row in switch_events; a database outage costs the row, not the move."""
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+            try:
+                await conn.execute(
+                    "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason,"
+                    " expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
+                    move.profile, move.miners, move.previous, move.active, move.reason, move.expected_gain)
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError) as exc:
+            self.log.warning("switch_event.not_recorded", error=str(exc), profile=move.profile,
+                             previous=move.previous, active=move.active)
 
     async def start(self) -> None:
         for upstream in list(self.upstreams):

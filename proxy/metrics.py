@@ -31,8 +31,12 @@ class ProxyMetrics:
         self.upstream_latency = Histogram("qscrypt_upstream_submit_seconds", "Upstream submit latency",
                                           ["upstream"], registry=r,
                                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self.failovers = Counter("qscrypt_failovers_total", "Moves of miners to another upstream",
+        self.fan_out = Histogram("qscrypt_fanout_seconds", "Time to write one job to every miner on it",
+                                 registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+        self.failovers = Counter("qscrypt_failovers_total", "Moves of miners off a failed upstream",
                                  registry=r)
+        self.switches = Counter("qscrypt_switches_total", "Profit switches of a profile's miners",
+                                ["profile"], registry=r)
         self.blocks = Counter("qscrypt_blocks_total", "Blocks submitted", ["upstream", "result"], registry=r)
         self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
                                   registry=r)

@@ -1,8 +1,12 @@
-"""Which miners mine on which upstream: failover across upstream groups, job fan-out, moves.
+"""Which miners mine on which upstream: routes per profile, failover, job fan-out, moves.
 
 The router is the `Hub` every miner session talks to. It owns no sockets: connections register a
 `deliver` callback and the router hands each the actions its session produced. A new upstream job
 is serialised once (in the JobBook) and the same bytes go to every miner on that upstream.
+
+Each profile has a route: the coin and upstream its decision names (none for `default` until a
+decision arrives), and the upstream group its miners mine on now. Failover happens inside a route:
+the decided group first, then the route's coin's other groups by priority, then any healthy one.
 """
 
 import asyncio
@@ -25,6 +29,8 @@ class Connection(Protocol):
     session: MinerSession
 
     def deliver(self, actions: list[Action]) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
 
 
 @dataclass
@@ -52,10 +58,37 @@ class Group:
         return any(m.upstream.healthy for m in self.members)
 
 
+@dataclass
+class Route:
+    profile: str
+    coin: str | None = None
+    preferred: str | None = None
+    """The upstream group the profile's decision names."""
+    active: str | None = None
+    reason: str = ""
+    expected_gain: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A route changed upstream: what `on_move` reports (and switch_events records)."""
+
+    profile: str
+    previous: str | None
+    active: str
+    miners: int
+    reason: str
+    expected_gain: float | None
+
+
+DEFAULT_PROFILE = "default"
+
+
 class Router:
     def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
                  authorize: Callable[[str, str], bool],
-                 on_move: Callable[[str | None, str, int, str], None] | None = None) -> None:
+                 on_move: Callable[[Move], None] | None = None,
+                 stagger: tuple[int, float] = (200, 0.1)) -> None:
         self.prefix_size = prefix_size
         self.grace_s = grace_s
         self.fallback_to_preferred = fallback_to_preferred
@@ -63,7 +96,12 @@ class Router:
         self._on_move = on_move
         self.book = JobBook()
         self.groups: dict[str, Group] = {}
-        self.active: str | None = None
+        self.routes: dict[str, Route] = {DEFAULT_PROFILE: Route(DEFAULT_PROFILE)}
+        self.on_fan_out: Callable[[float, int], None] | None = None
+        """Told how long each job took to reach every miner's socket, and how many miners."""
+        self.stagger = stagger
+        """Profit switches move (miners, every seconds): a pool never sees them all at once."""
+        self._profile_of: dict[str, str] = {}  # subscription session id -> profile, for resumes
         self._connections: dict[int, Connection] = {}
         self._by_upstream: dict[str, set[int]] = {}
         self._current: dict[str, ProxyJob] = {}
@@ -104,15 +142,13 @@ class Router:
             self._new_layout(group, member, layout, now)
         job = self.book.add(upstream.name, work, now)
         self._current[upstream.name] = job
-        if self.active is None or self._should_fail_over():
-            self.reroute(now)
+        self.reroute(now)
         self._fan_out(upstream.name, job, now)
 
     def _on_state(self, upstream: Upstream) -> None:
         if not upstream.healthy:
             self._current.pop(upstream.name, None)
-        if self._should_fail_over():
-            self.reroute(time.monotonic())
+        self.reroute(time.monotonic())
 
     def _new_layout(self, group: Group, member: Member, layout: tuple[bytes, int], now: float) -> None:
         extranonce2_size = layout[1]
@@ -129,42 +165,100 @@ class Router:
             for conn_id in list(self._by_upstream.get(member.upstream.name, ())):
                 self._move(self._connections[conn_id], group, now, reason="extranonce changed")
 
-    def _should_fail_over(self) -> bool:
-        best = self._best_group()
-        if best is None:
-            return False
-        if self.active is None:
-            return True
-        current = self.groups[self.active]
-        if not current.healthy:
-            return best.name != self.active
-        return self.fallback_to_preferred and best.priority < current.priority
+    @property
+    def active(self) -> str | None:
+        """The group the default profile mines on."""
+        return self.routes[DEFAULT_PROFILE].active
 
-    def _best_group(self) -> Group | None:
-        for group in self.ordered_groups():
+    def route_for(self, profile: str | None) -> Route:
+        return self.routes.get(profile or DEFAULT_PROFILE) or self.routes[DEFAULT_PROFILE]
+
+    def _candidates(self, route: Route) -> list[Group]:
+        """Groups in the order the route wants them: decided group, its coin's, then the rest."""
+        ordered = self.ordered_groups()
+        rank = {g.name: i for i, g in enumerate(ordered)}
+
+        def key(group: Group) -> tuple[int, int]:
+            if group.name == route.preferred:
+                return (0, 0)
+            same_coin = route.coin is None or group.members[0].upstream.coin == route.coin
+            return (1 if same_coin else 2, rank[group.name])
+
+        return sorted(ordered, key=key)
+
+    def _best_group(self, route: Route) -> Group | None:
+        for group in self._candidates(route):
             if group.healthy:
                 return group
         return None
 
+    def _wants_move(self, route: Route, best: Group) -> bool:
+        if route.active is None:
+            return True
+        current = self.groups[route.active]
+        if not current.healthy:
+            return best.name != route.active
+        if best.name == route.active or (not self.fallback_to_preferred and route.preferred != best.name):
+            return False
+        order = [g.name for g in self._candidates(route)]
+        return order.index(best.name) < order.index(route.active)
+
     def reroute(self, now: float) -> None:
-        best = self._best_group()
-        if best is None or best.name == self.active:
-            return
-        previous = self.active
-        self.active = best.name
+        for route in list(self.routes.values()):
+            best = self._best_group(route)
+            if best is not None and self._wants_move(route, best):
+                self._switch(route, best, now)
+
+    def set_decision(self, profile: str, coin: str | None, group: str | None, reason: str,
+                     expected_gain: float | None = None) -> None:
+        """A profile's decision changed: route its miners to `group` (or the best of `coin`)."""
+        route = self.routes.setdefault(profile, Route(profile))
+        route.coin, route.preferred = coin, group if group in self.groups else None
+        route.reason, route.expected_gain = reason, expected_gain
+        if route.active is None:
+            # A new route starts where the default route is, so only a real change moves miners.
+            route.active = self.routes[DEFAULT_PROFILE].active
+        self.reroute(time.monotonic())
+
+    def _switch(self, route: Route, best: Group, now: float) -> None:
+        previous = route.active
+        route.active = best.name
+        failover = previous is not None and not self.groups[previous].healthy
         if previous is not None:
-            self.failovers += 1
-            for member in self.groups[previous].members:
-                self._left_at[member.upstream.name] = now
-        moved = 0
-        for conn in list(self._connections.values()):
-            assignment = conn.session.assignment
-            if assignment is not None and self._group_of(assignment.upstream) is not best:
-                self._move(conn, best, now, reason="failover")
-                moved += 1
-        self._log.warning("router.active", previous=previous, active=best.name, moved=moved)
+            self.failovers += failover
+            if previous not in {r.active for r in self.routes.values()}:
+                for member in self.groups[previous].members:
+                    self._left_at[member.upstream.name] = now
+        conns = [c for c in self._connections.values()
+                 if c.session.assignment is not None and self.route_for(c.session.profile) is route
+                 and self._group_of(c.session.assignment.upstream) is not best]
+        reason = "failover" if failover else (route.reason or ("start" if previous is None else "recovered"))
+        self._log.warning("router.active", profile=route.profile, previous=previous, active=best.name,
+                          moved=len(conns), reason=reason)
+        if failover or not conns:
+            for conn in conns:  # the old upstream is gone: every second counts
+                self._move(conn, best, now, reason)
+        else:
+            self._stagger(conns, best.name)
         if self._on_move is not None:
-            self._on_move(previous, best.name, moved, "failover" if previous else "start")
+            self._on_move(Move(route.profile, previous, best.name, len(conns), reason, route.expected_gain))
+
+    def _stagger(self, conns: list[Connection], group_name: str) -> None:
+        batch, interval = self.stagger
+        loop = asyncio.get_running_loop()
+        for index in range(0, len(conns), batch):
+            loop.call_later(interval * (index // batch), self._move_batch, conns[index:index + batch],
+                            group_name)
+
+    def _move_batch(self, conns: list[Connection], group_name: str) -> None:
+        now = time.monotonic()
+        group = self.groups[group_name]
+        for conn in conns:
+            session = conn.session
+            if session.conn_id in self._connections and session.assignment is not None and \
+                    self.route_for(session.profile).active == group_name and \
+                    self._group_of(session.assignment.upstream) is not group:
+                self._move(conn, group, now, "switch")
 
     def _group_of(self, upstream_name: str) -> Group | None:
         entry = self._member_of.get(upstream_name)
@@ -197,9 +291,13 @@ class Router:
         return len(self._connections)
 
     def subscribe(self, session: MinerSession, resume_id: str | None) -> Assignment | None:
-        if self.active is None:
+        if resume_id is not None and session.profile is None:
+            # A miner told to reconnect for a profile switch comes back on its profile's route.
+            session.profile = self._profile_of.get(resume_id)
+        active = self.route_for(session.profile).active
+        if active is None:
             return None
-        assignment = self._allocate(self.groups[self.active], time.monotonic(), resume_id)
+        assignment = self._allocate(self.groups[active], time.monotonic(), resume_id)
         if assignment is not None:
             self._by_upstream.setdefault(assignment.upstream, set()).add(session.conn_id)
         return assignment
@@ -248,6 +346,28 @@ class Router:
     def authorize(self, session: MinerSession, username: str, password: str) -> bool:
         return self._authorize(username, password)
 
+    def known_profile(self, profile: str) -> bool:
+        return profile in self.routes
+
+    def profile_chosen(self, session: MinerSession) -> tuple[Assignment, ProxyJob | None] | None:
+        """A miner named its profile at authorize: where it must mine, when that is elsewhere."""
+        assignment = session.assignment
+        if assignment is None:
+            return None
+        if len(self._profile_of) > 100_000:
+            self._profile_of.clear()  # bounded: only resumes in the last few minutes need it
+        self._profile_of[assignment.session_id] = session.profile or DEFAULT_PROFILE
+        active = self.route_for(session.profile).active
+        if active is None or self._group_of(assignment.upstream) is self.groups[active]:
+            return None
+        now = time.monotonic()
+        new = self._allocate(self.groups[active], now, resume_id=None)
+        if new is None:
+            return None
+        self._release(session.conn_id, assignment, now)
+        self._by_upstream.setdefault(new.upstream, set()).add(session.conn_id)
+        return new, self._current.get(new.upstream)
+
     def find_job(self, job_id: str) -> ProxyJob | None:
         return self.book.get(job_id)
 
@@ -255,7 +375,7 @@ class Router:
         if job.epoch != self.book.current_epoch(job.upstream) or job.upstream not in self._current:
             return False
         group = self._group_of(job.upstream)
-        if group is not None and group.name == self.active:
+        if group is not None and any(r.active == group.name for r in self.routes.values()):
             return True
         left = self._left_at.get(job.upstream)
         return left is not None and now - left <= self.grace_s
@@ -266,13 +386,19 @@ class Router:
     # -- fan-out --------------------------------------------------------------------------------
 
     def _fan_out(self, upstream: str, job: ProxyJob, now: float) -> None:
-        for conn_id in list(self._by_upstream.get(upstream, ())):
+        started = time.perf_counter()
+        members = self._by_upstream.get(upstream, set())
+        for conn_id in list(members):
             conn = self._connections.get(conn_id)
             if conn is None or conn.session.assignment is None or \
                     conn.session.assignment.upstream != upstream:
-                self._by_upstream[upstream].discard(conn_id)
+                members.discard(conn_id)
                 continue
-            conn.deliver(conn.session.notify(job, now))
+            data = conn.session.notify_data(job, now)
+            if data:
+                conn.write(data)
+        if self.on_fan_out is not None:
+            self.on_fan_out(time.perf_counter() - started, len(members))
 
     def sessions(self) -> Iterable[MinerSession]:
         return (c.session for c in self._connections.values())

@@ -31,6 +31,50 @@ _MAX_IN_FLIGHT = 256
 """Shares of one connection waiting for their hash; beyond this the miner is flooding."""
 
 
+def _hash_all(headers: list[bytes]) -> list[bytes]:
+    return [scrypt_pow(header) for header in headers]
+
+
+class ShareHasher:
+    """Hashes shares off the event loop in batches: the shares that arrive in one loop iteration
+    are split into one chunk per worker thread, so a burst costs a few executor hand-offs instead
+    of one per share (the hand-off is a sixth of a scrypt hash here)."""
+
+    def __init__(self, executor: Executor | None, workers: int) -> None:
+        self.executor = executor
+        self.workers = max(1, workers)
+        self._pending: list[tuple[bytes, asyncio.Future[bytes]]] = []
+
+    def hash(self, header: bytes) -> asyncio.Future[bytes]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((header, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        size = -(-len(batch) // self.workers)
+        for start in range(0, len(batch), size):
+            chunk = batch[start:start + size]
+            done = loop.run_in_executor(self.executor, _hash_all, [header for header, _ in chunk])
+            done.add_done_callback(lambda f, chunk=chunk: self._resolve(f, chunk))  # type: ignore[misc]
+
+    @staticmethod
+    def _resolve(done: "asyncio.Future[list[bytes]]",
+                 chunk: list[tuple[bytes, asyncio.Future[bytes]]]) -> None:
+        error = done.exception()
+        for index, (_, future) in enumerate(chunk):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(done.result()[index])
+
+
 class TokenBucket:
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
@@ -112,6 +156,8 @@ class MinerConnection(asyncio.Protocol):
                 self.close(action.reason)
 
     def write(self, data: bytes) -> None:
+        if self.closed:
+            return
         assert self.transport is not None
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.server.limits.write_buffer_bytes:
@@ -143,13 +189,14 @@ class MinerConnection(asyncio.Protocol):
 
 class StratumServer:
     def __init__(self, router: Router, limits: LimitsConfig, vardiff: VardiffConfig,
-                 accounting: Accounting, metrics: ProxyMetrics, executor: Executor | None = None) -> None:
+                 accounting: Accounting, metrics: ProxyMetrics, executor: Executor | None = None,
+                 hash_workers: int = 1) -> None:
         self.router = router
         self.limits = limits
         self.vardiff = vardiff
         self.accounting = accounting
         self.metrics = metrics
-        self.executor = executor
+        self.hasher = ShareHasher(executor, hash_workers)
         self.ids = itertools.count(1)
         self.log = get_logger(component="stratum")
         self.connections: set[MinerConnection] = set()
@@ -247,9 +294,8 @@ class StratumServer:
 
     async def _hash_and_judge(self, conn: MinerConnection, check: Check) -> None:
         candidate = check.candidate
-        loop = asyncio.get_running_loop()
         try:
-            pow_hash = await loop.run_in_executor(self.executor, scrypt_pow, candidate.header)
+            pow_hash = await self.hasher.hash(candidate.header)
         finally:
             conn.in_flight -= 1
         verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, time.monotonic())

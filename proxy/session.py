@@ -70,6 +70,12 @@ class Hub(Protocol):
 
     def authorize(self, session: "MinerSession", username: str, password: str) -> bool: ...
 
+    def known_profile(self, profile: str) -> bool: ...
+
+    def profile_chosen(self, session: "MinerSession") -> "tuple[Assignment, ProxyJob | None] | None":
+        """Where a miner that just named its profile must mine, when that is elsewhere."""
+        ...
+
     def find_job(self, job_id: str) -> ProxyJob | None: ...
 
     def is_current(self, job: ProxyJob, now: float) -> bool:
@@ -83,6 +89,12 @@ class Hub(Protocol):
 class PasswordOptions:
     difficulty: float | None = None
     profile: str | None = None
+
+
+def split_username(username: str) -> tuple[str, str | None]:
+    """`WORKER+PROFILE` names a profile; `.` stays part of the worker (pools use account.worker)."""
+    worker, plus, profile = username.partition("+")
+    return worker, (profile or None) if plus else None
 
 
 def parse_password(password: str) -> PasswordOptions:
@@ -205,16 +217,28 @@ class MinerSession:
         if options.difficulty is not None:
             self.vardiff.difficulty = self.vardiff.clamp(options.difficulty)
             self.vardiff.fixed = True
-        if options.profile is not None:
-            self.profile = options.profile
         first = not self.workers
         self.workers.add(username)
         actions: list[Action] = [self._reply(request, True)]
+        if first:
+            actions += self._choose_profile(options.profile or split_username(username)[1])
         if first and self.assignment is not None:
+            moved = self.hub.profile_chosen(self)
+            if moved is not None:
+                return actions + self.move(moved[0], moved[1], now)
             job = self.hub.current_job(self.assignment.upstream)
             if job is not None:
                 actions += self.notify(job, now, clean=True)
         return actions
+
+    def _choose_profile(self, profile: str | None) -> list[Action]:
+        if profile is None:
+            return []
+        if not self.hub.known_profile(profile):
+            return [Send(stratum.notify("client.show_message",
+                                        [f"qscrypt: unknown profile '{profile}', mining on the default"]))]
+        self.profile = profile
+        return []
 
     def _suggest(self, params: list[object], now: float) -> None:
         if self.vardiff.fixed or not params:
@@ -326,16 +350,20 @@ class MinerSession:
 
     def notify(self, job: ProxyJob, now: float, clean: bool = False) -> list[Action]:
         """The job (and, first, a new difficulty if one is due) for this miner."""
-        if not self.authorized or self.assignment is None:
-            return []
-        actions: list[Action] = []
+        data = self.notify_data(job, now, clean)
+        return [Send(data)] if data else []
+
+    def notify_data(self, job: ProxyJob, now: float, clean: bool = False) -> bytes:
+        """`notify` as bytes: the fan-out path writes them without building actions."""
+        if not self.workers or self.assignment is None:
+            return b""
         self.vardiff.maybe_retarget(now)
-        if self.sent_difficulty != self.vardiff.difficulty:
-            self.sent_difficulty = self.vardiff.difficulty
-            actions.append(Send(stratum.notify("mining.set_difficulty", [self.sent_difficulty])))
         self._remember_job(job.id)
-        actions.append(Send(job.notify_clean if clean or job.job.clean_jobs else job.notify))
-        return actions
+        line = job.notify_clean if clean or job.job.clean_jobs else job.notify
+        if self.sent_difficulty == self.vardiff.difficulty:
+            return line
+        self.sent_difficulty = self.vardiff.difficulty
+        return stratum.notify("mining.set_difficulty", [self.sent_difficulty]) + line
 
     def _remember_job(self, job_id: str) -> None:
         self._job_difficulty[job_id] = self.vardiff.difficulty
