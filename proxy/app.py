@@ -13,6 +13,7 @@ from dataclasses import replace
 from prometheus_client import start_http_server
 
 from proxy.accounting import Accounting, ShareWriter
+from proxy.decisions import DecisionFeed
 from proxy.metrics import ProxyMetrics
 from proxy.router import DEFAULT_PROFILE, Move, Router
 from proxy.server import StratumServer
@@ -39,7 +40,10 @@ class Proxy:
         self.accounting = Accounting()
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
-                             config.failover.fallback_to_preferred, self._authorize, self._on_move)
+                             config.failover.fallback_to_preferred, self._authorize, self._on_move,
+                             (config.switching.stagger_miners, config.switching.stagger_interval_s))
+        self.decisions = DecisionFeed(self.router, config.switching, config.upstreams, dsn) \
+            if config.switching.api_url else None
         self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
         # hashlib.scrypt releases the GIL, so threads hash in parallel on every core.
         workers = os.cpu_count() or 1
@@ -127,6 +131,8 @@ class Proxy:
             start_http_server(self.config.metrics_port, registry=self.metrics.registry)
         if self.writer is not None:
             await self.writer.start()
+        if self.decisions is not None:
+            await self.decisions.start()
         if self.config.auth_mode == "tokens" and self.dsn:
             self._tasks.append(asyncio.create_task(self._refresh_tokens()))
         self._tasks.append(asyncio.create_task(self._report()))
@@ -163,6 +169,8 @@ class Proxy:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.decisions is not None:
+            await self.decisions.close()
         await self.server.close()
         for upstream in self.upstreams:
             with contextlib.suppress(Exception):

@@ -143,11 +143,28 @@ class FailoverConfig:
 
 
 @dataclass(frozen=True)
+class SwitchingConfig:
+    api_url: str = ""
+    """The decision API, e.g. http://127.0.0.1:8080; empty: no profit switching (failover only)."""
+    poll_s: float = 15.0
+    """How often decisions are polled (ETag: unchanged costs a 304); NOTIFY wakes it sooner."""
+    stagger_miners: int = 200
+    stagger_interval_s: float = 0.1
+    """A switch moves `stagger_miners` miners every `stagger_interval_s`, so a pool never sees
+    thousands of new miners in the same second."""
+
+    def __post_init__(self) -> None:
+        if self.poll_s <= 0 or self.stagger_miners <= 0 or self.stagger_interval_s < 0:
+            raise ConfigError("proxy.switching", "poll_s and stagger_miners must be positive")
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     vardiff: VardiffConfig = field(default_factory=VardiffConfig)
     failover: FailoverConfig = field(default_factory=FailoverConfig)
+    switching: SwitchingConfig = field(default_factory=SwitchingConfig)
     upstreams: list[UpstreamConfig] = field(default_factory=list)
     extranonce_prefix_size: int = 2
     auth_mode: Literal["open", "tokens"] = "open"
