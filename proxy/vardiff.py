@@ -13,6 +13,7 @@ _MAX_STEP = 4.0
 _EMPTY_INTERVALS = 6
 """With no share at all, wait this many target intervals (a 0.25 % chance at the right difficulty)."""
 _CONFIDENT_SHARES = 16
+_BURST_SHARES = 64
 _MAX_WINDOWS = 16
 """A window that never called for a retarget restarts after this many retarget periods."""
 
@@ -46,7 +47,9 @@ class Vardiff:
         if self.fixed:
             return None
         elapsed = now - self.window_start
-        if elapsed < self.retarget_every_s:
+        # A flood of shares is evidence enough without waiting out the period (a fast miner
+        # that starts far too easy would otherwise take minutes to climb 4x per period).
+        if elapsed < self.retarget_every_s and self.shares < _BURST_SHARES:
             return None
         if self.shares == 0:
             if elapsed < _EMPTY_INTERVALS * self.target_interval_s:

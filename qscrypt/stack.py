@@ -48,8 +48,10 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool,
             rpc_url=pair.rpc_url(0), rpc_user=pair.user, rpc_password=pair.password,
             payout_address=payout, coinbase_tag="/qscrypt-local/", refresh_s=10.0,
         )
-        proxy_config = replace(proxy_config, upstreams=[upstream],
-                               spill_dir=data_dir / "spill", metrics_port=proxy_config.metrics_port)
+        # On regtest every share is also a block: start the miner where it finds one every few
+        # seconds rather than dozens a second (vardiff moves it from there).
+        proxy_config = replace(proxy_config, upstreams=[upstream], spill_dir=data_dir / "spill",
+                               vardiff=replace(proxy_config.vardiff, initial=1.0))
     proxy = Proxy(proxy_config, dsn)
     tasks: list[asyncio.Task[object]] = []
     try:
