@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from mining.target import hashrate_from_shares
+from mining.target import HASHES_PER_NETWORK_DIFF1, HASHES_PER_SHARE_DIFF1, hashrate_from_shares
 from qscrypt.log import get_logger
 
 SHARE_COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason",
@@ -41,11 +41,33 @@ class WorkerStats:
         return hashrate_from_shares(total, window_s)
 
 
+@dataclass
+class CoinTally:
+    """One worker's work on one coin since the last write: what worker_coin_daily accumulates."""
+
+    seconds: float = 0.0
+    difficulty: float = 0.0
+
+
 class Accounting:
     def __init__(self, window_s: float = 300.0) -> None:
         self.window_s = window_s
         self.workers: dict[str, WorkerStats] = {}
         self.queue: deque[ShareRow] = deque()
+        self.coins: dict[tuple[str, str], CoinTally] = {}
+
+    def _tally(self, worker: str, coin: str) -> CoinTally:
+        tally = self.coins.get((worker, coin))
+        if tally is None:
+            tally = self.coins[(worker, coin)] = CoinTally()
+        return tally
+
+    def time_on_coin(self, worker: str, coin: str, seconds: float) -> None:
+        self._tally(worker, coin).seconds += seconds
+
+    def take_coin_tallies(self) -> dict[tuple[str, str], CoinTally]:
+        tallies, self.coins = self.coins, {}
+        return tallies
 
     def _stats(self, worker: str) -> WorkerStats:
         stats = self.workers.get(worker)
@@ -54,8 +76,10 @@ class Accounting:
         return stats
 
     def accepted(self, worker: str, upstream: str, job_id: str, difficulty: float, share_diff: float,
-                 block_hash: str | None = None) -> None:
+                 block_hash: str | None = None, coin: str | None = None) -> None:
         now = time.monotonic()
+        if coin:
+            self._tally(worker, coin).difficulty += difficulty
         stats = self._stats(worker)
         stats.accepted += 1
         stats.accepted_difficulty += difficulty
@@ -163,6 +187,7 @@ class ShareWriter:
         written = 0
         if self.spill_file.exists():
             written += await self._flush_spill()
+        await self._write_coin_tallies()
         queue = self.accounting.queue
         while queue:
             rows = [queue[i] for i in range(min(self.batch, len(queue)))]
@@ -172,6 +197,50 @@ class ShareWriter:
             written += len(rows)
         self.written += written
         return written
+
+    async def _write_coin_tallies(self) -> None:
+        """Add this interval's time and difficulty per worker and coin, priced at the aggregator's
+        current difficulty, reward and price: what the work was expected to earn when it was done."""
+        tallies = self.accounting.take_coin_tallies()
+        if not tallies:
+            return
+        try:
+            conn = await self._connection()
+            market = {r["symbol"]: r for r in await conn.fetch(
+                "SELECT symbol, difficulty, block_reward, price_usd FROM coins WHERE algorithm = 'scrypt'"
+                " AND NOT stale")}
+            rows = []
+            day = datetime.now(UTC).date()
+            for (worker, coin), tally in tallies.items():
+                quote = market.get(coin)
+                coins = usd = 0.0
+                unpriced = tally.difficulty
+                if quote is not None and quote["difficulty"] and quote["block_reward"] is not None:
+                    # share difficulty d is d·2^16 hashes; a block takes D·2^32 of them
+                    coins = tally.difficulty * HASHES_PER_SHARE_DIFF1 * float(quote["block_reward"]) / (
+                        float(quote["difficulty"]) * HASHES_PER_NETWORK_DIFF1)
+                    usd = coins * float(quote["price_usd"] or 0.0)
+                    unpriced = 0.0
+                rows.append((day, worker, coin, tally.seconds, tally.difficulty, coins, usd, unpriced))
+            await conn.executemany(
+                """
+                INSERT INTO worker_coin_daily AS w (day, worker, coin, seconds, accepted_difficulty,
+                                                    expected_coins, expected_usd, unpriced_difficulty)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                ON CONFLICT (day, worker, coin) DO UPDATE SET
+                    seconds = w.seconds + EXCLUDED.seconds,
+                    accepted_difficulty = w.accepted_difficulty + EXCLUDED.accepted_difficulty,
+                    expected_coins = w.expected_coins + EXCLUDED.expected_coins,
+                    expected_usd = w.expected_usd + EXCLUDED.expected_usd,
+                    unpriced_difficulty = w.unpriced_difficulty + EXCLUDED.unpriced_difficulty
+                """, rows)
+        except BaseException:
+            # Put them back: the next flush tries again, nothing is lost to an outage.
+            for key, tally in tallies.items():
+                merged = self.accounting._tally(*key)
+                merged.seconds += tally.seconds
+                merged.difficulty += tally.difficulty
+            raise
 
     async def _flush_spill(self) -> int:
         # Rename first so rows spilled while this replay runs go to a new file, never lost or doubled.

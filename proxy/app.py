@@ -155,9 +155,12 @@ class Proxy:
             await asyncio.sleep(30)
 
     async def _report(self) -> None:
+        last = time.monotonic()
         while True:
             await asyncio.sleep(10)
             now = time.monotonic()
+            self._count_time_on_coins(now - last)
+            last = now
             figures = []
             difficulty = {w: s.difficulty for s in self.router.sessions() for w in s.workers}
             for worker, stats in self.accounting.workers.items():
@@ -165,6 +168,16 @@ class Proxy:
                                 difficulty.get(worker, 0.0)))
             self.metrics.set_top_workers(figures)
             self.metrics.share_buffer.set(len(self.accounting.queue))
+
+    def _count_time_on_coins(self, seconds: float) -> None:
+        """Each worker's time on the coin it mines now (a move inside the interval is attributed
+        to where the miner is at its end: at most one report interval off)."""
+        for session in self.router.sessions():
+            upstream = self.router.upstream(session.assignment.upstream) if session.assignment else None
+            if upstream is None:
+                continue
+            for worker in session.workers:
+                self.accounting.time_on_coin(worker, upstream.coin, seconds)
 
     async def close(self) -> None:
         for task in self._tasks:

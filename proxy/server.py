@@ -306,8 +306,10 @@ class StratumServer:
             conn.deliver(actions)
         if verdict.accepted:
             self.metrics.shares.labels("accepted", "").inc()
+            upstream = self.router.upstream(candidate.job.upstream)
             self.accounting.accepted(candidate.worker, candidate.job.upstream, candidate.job.id,
-                                     candidate.difficulty, verdict.share_difficulty)
+                                     candidate.difficulty, verdict.share_difficulty,
+                                     coin=upstream.coin if upstream is not None else None)
             self._count_share(conn.ip, valid=True)
         else:
             assert verdict.rejection is not None

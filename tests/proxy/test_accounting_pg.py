@@ -73,3 +73,38 @@ async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_pr
     finally:
         await asyncio.to_thread(server.stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_time_and_expected_earnings_per_worker_and_coin(pool: PoolServer, make_proxy, miners,
+                                                              pg_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO coins (symbol, algorithm, name, price_usd, difficulty, block_reward)"
+            " VALUES ('LTC', 'scrypt', 'Litecoin', 80, 20000000, 6.25)"
+            " ON CONFLICT (symbol, algorithm) DO UPDATE SET price_usd = 80, difficulty = 20000000,"
+            " block_reward = 6.25, stale = false")
+    finally:
+        await conn.close()
+    proxy = await make_proxy([pool_upstream(pool, "ltc-pool")], dsn=pg_dsn, share_flush_s=0.2)
+    miner = await miners(proxy.ports["tcp"])
+    await miner.subscribe()
+    await miner.authorize("earner", "d=0.001")
+    for i in range(3):
+        assert (await miner.mine_one("earner", extranonce2=bytes([3, i]))).result is True
+    proxy._count_time_on_coins(10.0)  # what the 10 s report loop does
+    await wait_for(lambda: not proxy.accounting.coins and proxy.writer.written >= 3, "the coin tally")
+    await asyncio.sleep(0.3)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        row = await conn.fetchrow("SELECT * FROM worker_coin_daily WHERE worker = 'earner'")
+    finally:
+        await conn.close()
+    assert row["coin"] == "LTC" and row["seconds"] == 10.0
+    assert abs(row["accepted_difficulty"] - 0.003) < 1e-12
+    # 0.003 share difficulty = 0.003·2^16 hashes; one block takes 2e7·2^32, pays 6.25 LTC at $80:
+    # 0.003 · 65536 · 6.25 / (2e7 · 4294967296) = 1228.8 / 8.589934592e16 = 1.4305e-14 LTC,
+    # × $80 = 1.1444e-12 USD
+    assert abs(row["expected_coins"] - 1.430511474609375e-14) < 1e-24
+    assert abs(row["expected_usd"] - 1.1444091796875e-12) < 1e-22
+    assert row["unpriced_difficulty"] == 0.0
