@@ -128,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark the hashing engines (checks the vectors first)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("api", help="run the decision API")
-    p.set_defaults(func=cmd_not_yet("api", "The decision API and profile-based switching"))
+    _add_delegated(sub, "api", "api.cli", "run the decision API")
     p = sub.add_parser("worker", help="run a Kafka hashing worker")
     p.set_defaults(func=cmd_not_yet("worker", "Nonce ranges through Kafka"))
     return parser

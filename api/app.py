@@ -1,0 +1,748 @@
+"""The aiohttp application: routes under /v1, problem details, rate limit, metrics, the decider.
+
+Read handlers are one indexed query each, or memory (decisions, profitability) kept fresh by the
+decider. JSON only; errors are RFC 9457 problem details naming the parameter at fault.
+"""
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import db
+from api.config import ApiConfig
+from api.decider import Clock, Decider, DecisionView, utcnow
+from api.decision import Choice, Rule
+from api.market import Figures, figures, power_cost_per_day
+from api.metrics import ApiMetrics
+from api.openapi import document
+from api.params import TEXT_PATTERN, Query, text
+from api.problems import Problem, invalid, not_found
+from api.profiles import (
+    ALGORITHM_PATTERN,
+    MAX_HASHRATE_HS,
+    MAX_POWER_W,
+    NAME_PATTERN,
+    SYMBOL_PATTERN,
+    parse_profile,
+)
+from api.ratelimit import RateLimiter, retry_after_header
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9\-]{0,127}$"
+HARDWARE_KINDS = ("asic", "gpu", "cpu")
+BLOCK_STATUSES = ("pending", "accepted", "rejected", "orphaned")
+DEFAULT_PROFILE = "default"
+MAX_POWER_COST = 1e6
+MAX_LIMIT = 1000
+MAX_BUCKETS = 10_000
+_HISTORY_POINTS = 500
+_MAX_BODY = 64 * 1024
+
+CONFIG = web.AppKey("config", ApiConfig)
+POOL = web.AppKey("pool", asyncpg.Pool)
+DECIDER = web.AppKey("decider", Decider)
+METRICS = web.AppKey("metrics", ApiMetrics)
+_TASK = web.AppKey("decider_task", asyncio.Task)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("api")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_dumps = functools.partial(json.dumps, default=_json_default, allow_nan=False, separators=(",", ":"))
+
+
+def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+
+
+# --- middlewares ---------------------------------------------------------------------------------
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    response = await handler(request)
+    route = _route_of(request)
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    return response
+
+
+def _rate_limit_middleware(
+    limiter: RateLimiter,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        wait = limiter.take(request.remote or "unknown")
+        if wait:
+            request.app[METRICS].rate_limited.inc()
+            return Problem(
+                429,
+                "Too Many Requests",
+                f"more than {limiter.burst} requests at once or {limiter.rate:g} a second on average "
+                f"from this address: retry after {wait:.2f} s",
+                kind="rate-limited",
+                headers={"Retry-After": retry_after_header(wait)},
+            ).response(request.path)
+        return await handler(request)
+
+    return middleware
+
+
+@web.middleware
+async def _problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response(request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        detail = {
+            404: f"no resource at {request.path}",
+            405: f"{request.method} is not allowed here (allowed: {exc.headers.get('Allow', '')})",
+            413: "request body too large",
+        }.get(exc.status, exc.text or exc.reason)
+        return Problem(exc.status, exc.reason, detail, headers=headers).response(request.path)
+    except db.UNAVAILABLE as exc:
+        log.warning("database unavailable", path=request.path, error=str(exc) or type(exc).__name__)
+        return Problem(
+            503,
+            "Service Unavailable",
+            "the database is unreachable; retry shortly",
+            kind="database-unavailable",
+            headers={"Retry-After": "5"},
+        ).response(request.path)
+    except Exception:
+        log.exception("request failed", path=request.path, method=request.method)
+        return Problem(500, "Internal Server Error", "the server failed to answer; this is a bug").response(
+            request.path
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _path(request: web.Request, name: str, pattern: str = TEXT_PATTERN) -> str:
+    return text(name, request.match_info[name], pattern)
+
+
+def _age_s(now: datetime, at: datetime | None) -> float | None:
+    return None if at is None else (now - at).total_seconds()
+
+
+def _time_range(q: Query, now: datetime) -> tuple[datetime, datetime, timedelta]:
+    """from/to (default: the last 24 h) and the bucket width (default: about 500 buckets)."""
+    end = q.timestamp("to") or now
+    start = q.timestamp("from")
+    if start is None:
+        try:
+            start = end - timedelta(days=1)
+        except OverflowError:
+            raise invalid("to", "too early to count a day back from: give from as well") from None
+    if start >= end:
+        raise invalid("to", "must be later than from")
+    span = end - start
+    step = q.step("step") or timedelta(seconds=max(1, math.ceil(span.total_seconds() / _HISTORY_POINTS)))
+    buckets = span / step
+    if buckets > MAX_BUCKETS:
+        raise invalid(
+            "step", f"makes {math.ceil(buckets)} buckets between from and to; at most {MAX_BUCKETS}"
+        )
+    return start, end, step
+
+
+def _range_json(start: datetime, end: datetime, step: timedelta) -> dict[str, Any]:
+    return {"from": start, "to": end, "step_s": step.total_seconds()}
+
+
+def _rows(rows: Sequence[asyncpg.Record], drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+async def _require_token(request: web.Request) -> None:
+    expected = request.app[CONFIG].write_token()
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="qscrypt"'}
+    if not expected:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "writes are disabled: no API token is configured (api.token or QSCRYPT_API_TOKEN)",
+            kind="unauthorized",
+            headers=challenge,
+        )
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "a valid bearer token is required (Authorization: Bearer ...)",
+            kind="unauthorized",
+            headers=challenge,
+        )
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not a JSON number")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:
+        raise invalid("body", f"not valid JSON: {exc}") from None
+
+
+async def _after_profile_write(request: web.Request) -> None:
+    """Decide for the changed profile now, so its decision is there when the client asks."""
+    try:
+        await request.app[DECIDER].refresh(reload=True)
+    except db.UNAVAILABLE as exc:
+        log.warning("decision pass after a profile write failed; the loop will retry", error=str(exc))
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def earning_json(f: Figures) -> dict[str, Any]:
+    c = f.candidate
+    main = next((p for p in f.payouts if p.coin == c.coin), None)
+    return {
+        "coin": c.coin,
+        "pool": c.pool,
+        "stratum_url": c.endpoints[0] if c.endpoints else None,
+        "endpoints": list(c.endpoints),
+        "fee_pct": c.fee_pct,
+        "pool_hashrate_hs": c.pool_hashrate_hs,
+        "hashrate_hs": f.hashrate_hs,
+        "coins_per_day": main.coins_per_day if main else None,
+        "payouts": [
+            {"coin": p.coin, "coins_per_day": p.coins_per_day, "usd_per_day": p.usd_per_day}
+            for p in f.payouts
+        ],
+        "missing": list(c.missing),
+        "usd_per_day": f.usd_per_day,
+        "usd_per_day_after_fee": f.usd_per_day_after_fee,
+        "power_usd_per_day": f.power_usd_per_day,
+        "usd_per_day_net": f.usd_per_day_net,
+    }
+
+
+def _unpriced_json(choice: Choice, stratum_url: str | None) -> dict[str, Any]:
+    """A held choice the current data has no figures for."""
+    return {
+        "coin": choice.coin,
+        "pool": choice.pool,
+        "stratum_url": stratum_url,
+        "endpoints": [stratum_url] if stratum_url else [],
+        "fee_pct": None,
+        "pool_hashrate_hs": None,
+        "hashrate_hs": None,
+        "coins_per_day": None,
+        "payouts": [],
+        "missing": [],
+        "usd_per_day": None,
+        "usd_per_day_after_fee": None,
+        "power_usd_per_day": None,
+        "usd_per_day_net": None,
+    }
+
+
+def decision_json(view: DecisionView, now: datetime, max_age_s: float) -> dict[str, Any]:
+    v = view.verdict
+
+    def option(choice: Choice | None) -> dict[str, Any] | None:
+        if choice is None:
+            return None
+        if choice in view.figures:
+            return earning_json(view.figures[choice])
+        held_url = view.held.stratum_url if view.held and view.held.held.choice == choice else None
+        return _unpriced_json(choice, held_url)
+
+    chosen = option(v.choice)
+    return {
+        "profile": view.profile.name,
+        "strategy": view.profile.strategy,
+        "algorithm": view.profile.algorithm,
+        "hashrate_hs": view.hashrate_hs,
+        "choice": chosen,
+        "since": v.since,
+        "held_s": _age_s(now, v.since),
+        "expected_usd_per_day_net": chosen["usd_per_day_net"] if chosen else None,
+        "runner_up": option(v.runner_up.choice) if v.runner_up else None,
+        "margin_usd_per_day": v.margin_usd_per_day,
+        "margin_pct": v.margin_pct,
+        "stale": v.stale,
+        "data_as_of": view.data_as_of,
+        "data_age_s": _age_s(now, view.data_as_of),
+        "max_data_age_s": max_age_s,
+        "reason": v.reason,
+        "evaluated_at": view.evaluated_at,
+    }
+
+
+def _not_modified(request: web.Request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    # Weak comparison (RFC 9110 §13.1.2): validators match whatever their W/ prefixes.
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _conditional(request: web.Request, etag: str, body: Callable[[], Any]) -> web.Response:
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
+    return _json(body(), headers=headers)
+
+
+def _coin_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "id"}
+
+
+def _hardware_json(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    devices: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        device = devices.setdefault(
+            r["name"],
+            {
+                "slug": r["slug"],
+                "name": r["name"],
+                "vendor": r["vendor"],
+                "kind": r["kind"],
+                "mining": [],
+            },
+        )
+        if r["algorithm"] is not None:
+            efficiency = r["power_w"] / (r["hashrate_hs"] / 1e6) if r["power_w"] is not None else None
+            device["mining"].append(
+                {
+                    "algorithm": r["algorithm"],
+                    "hashrate_hs": r["hashrate_hs"],
+                    "power_w": r["power_w"],
+                    "joules_per_mh": efficiency,
+                    "source": r["source"],
+                    "stale": r["stale"],
+                    "updated_at": r["updated_at"],
+                }
+            )
+    return list(devices.values())
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    decider = request.app[DECIDER]
+    config = request.app[CONFIG]
+    try:
+        async with asyncio.timeout(2.0):
+            await request.app[POOL].fetchval("SELECT 1")
+    except db.UNAVAILABLE as exc:
+        raise Problem(
+            503,
+            "Service Unavailable",
+            f"the database is unreachable: {exc or type(exc).__name__}",
+            kind="not-ready",
+        ) from None
+    now = decider.now()
+    passed = _age_s(now, decider.last_pass)
+    if passed is None or passed > max(30.0, 10 * config.evaluate_every_s):
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "decisions are not being evaluated "
+            f"(last pass: {'never' if passed is None else f'{passed:.0f} s ago'})",
+            kind="not-ready",
+        )
+    data = {}
+    for view in decider.views():
+        age = _age_s(now, view.data_as_of)
+        data[view.profile.algorithm] = {
+            "data_as_of": view.data_as_of,
+            "data_age_s": age,
+            "stale": age is None or age > config.max_data_age_s,
+        }
+    return _json({"status": "ready", "database": "ok", "last_pass_s": passed, "data": data})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    return _json(document())
+
+
+async def list_coins(request: web.Request) -> web.Response:
+    q = Query(request.query, ("algorithm",))
+    rows = await db.coins(request.app[POOL], q.string("algorithm", ALGORITHM_PATTERN))
+    return _json({"items": [_coin_json(r) for r in rows]})
+
+
+async def _coin_or_404(request: web.Request, q: Query) -> asyncpg.Record:
+    symbol = _path(request, "symbol", SYMBOL_PATTERN).upper()
+    algorithm = q.string("algorithm", ALGORITHM_PATTERN, "scrypt")
+    assert algorithm is not None
+    row = await db.coin(request.app[POOL], symbol, algorithm)
+    if row is None:
+        raise not_found(f"no coin {symbol} mined with {algorithm}")
+    return row
+
+
+async def get_coin(request: web.Request) -> web.Response:
+    q = Query(request.query, ("algorithm",))
+    return _json(_coin_json(await _coin_or_404(request, q)))
+
+
+async def coin_history(request: web.Request) -> web.Response:
+    q = Query(request.query, ("algorithm", "from", "to", "step", "source"))
+    coin = await _coin_or_404(request, q)
+    source = q.string("source", default="consensus")
+    assert source is not None
+    start, end, step = _time_range(q, request.app[DECIDER].now())
+    rows = await db.coin_history(request.app[POOL], coin["id"], source, start, end, step)
+    return _json(
+        {
+            "symbol": coin["symbol"],
+            "algorithm": coin["algorithm"],
+            "source": source,
+            **_range_json(start, end, step),
+            "points": _rows(rows),
+        }
+    )
+
+
+async def list_pools(request: web.Request) -> web.Response:
+    q = Query(request.query, ("coin", "algorithm"))
+    coin = q.string("coin", SYMBOL_PATTERN)
+    rows = await db.pools(
+        request.app[POOL], coin.upper() if coin else None, q.string("algorithm", ALGORITHM_PATTERN)
+    )
+    return _json({"items": _rows(rows, drop=("id",))})
+
+
+async def _pool_or_404(request: web.Request, q: Query) -> asyncpg.Record:
+    name = _path(request, "name")
+    coin = q.string("coin", SYMBOL_PATTERN)
+    rows = await db.pools_named(request.app[POOL], name, coin.upper() if coin else None)
+    if not rows:
+        raise not_found(f"no pool {name!r}" + (f" for {coin.upper()}" if coin else ""))
+    if len(rows) > 1:
+        raise invalid("coin", f"pool {name!r} exists for {', '.join(r['coin'] for r in rows)}: say which")
+    return rows[0]
+
+
+async def get_pool(request: web.Request) -> web.Response:
+    q = Query(request.query, ("coin",))
+    row = await _pool_or_404(request, q)
+    return _json({k: v for k, v in row.items() if k != "id"})
+
+
+async def pool_history(request: web.Request) -> web.Response:
+    q = Query(request.query, ("coin", "from", "to", "step"))
+    pool = await _pool_or_404(request, q)
+    start, end, step = _time_range(q, request.app[DECIDER].now())
+    rows = await db.pool_history(request.app[POOL], pool["id"], start, end, step)
+    return _json(
+        {"name": pool["name"], "coin": pool["coin"], **_range_json(start, end, step), "points": _rows(rows)}
+    )
+
+
+async def list_hardware(request: web.Request) -> web.Response:
+    q = Query(request.query, ("algorithm", "kind"))
+    rows = await db.hardware(
+        request.app[POOL], q.string("algorithm", ALGORITHM_PATTERN), q.choice("kind", HARDWARE_KINDS)
+    )
+    return _json({"items": _hardware_json(rows)})
+
+
+async def get_hardware(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    slug = _path(request, "slug", SLUG_PATTERN)
+    devices = _hardware_json(await db.hardware_by_slug(request.app[POOL], slug))
+    if not devices:
+        raise not_found(f"no hardware {slug!r}")
+    return _json(devices[0])
+
+
+async def profitability(request: web.Request) -> web.Response:
+    q = Query(request.query, ("algorithm", "hashrate", "watts", "power_cost", "hardware", "include_solo"))
+    algorithm = q.string("algorithm", ALGORITHM_PATTERN, "scrypt")
+    assert algorithm is not None
+    hashrate = q.number("hashrate", 0.0, MAX_HASHRATE_HS, exclusive_min=True)
+    watts = q.number("watts", 0.0, MAX_POWER_W)
+    power_cost = q.number("power_cost", 0.0, MAX_POWER_COST) or 0.0
+    slug = q.string("hardware", SLUG_PATTERN)
+    include_solo = q.boolean("include_solo", True)
+    if slug is not None:
+        for given, name in ((hashrate, "hashrate"), (watts, "watts")):
+            if given is not None:
+                raise invalid(name, "give either hardware or hashrate and watts, not both")
+        device = await db.hardware_figures(request.app[POOL], slug, algorithm)
+        if device is None:
+            raise invalid("hardware", f"no {algorithm} figures for hardware {slug!r}")
+        hashrate, watts = device["hashrate_hs"], device["power_w"]
+    decider = request.app[DECIDER]
+    market = await decider.market(algorithm)
+    now = decider.now()
+    power = power_cost_per_day(watts or 0.0, power_cost)
+    items: list[dict[str, Any]] = []
+    if market is not None:
+        hashrate = hashrate or market.reference_hashrate_hs
+        priced = [
+            figures(c, hashrate, power) for c in market.candidates if include_solo or c.pool is not None
+        ]
+        priced.sort(
+            key=lambda f: (
+                f.usd_per_day_net is None,
+                -(f.usd_per_day_net or 0.0),
+                f.candidate.coin,
+                f.candidate.pool or "",
+            )
+        )
+        items = [{"rank": i, **earning_json(f)} for i, f in enumerate(priced, 1)]
+    data_as_of = market.computed_at if market else None
+    age = _age_s(now, data_as_of)
+    return _json(
+        {
+            "algorithm": algorithm,
+            "hashrate_hs": hashrate,
+            "power_w": watts or 0.0,
+            "power_cost_kwh": power_cost,
+            "power_usd_per_day": power,
+            "hardware": slug,
+            "data_as_of": data_as_of,
+            "data_age_s": age,
+            "stale": age is None or age > decider.rule.max_data_age_s,
+            "items": items,
+        }
+    )
+
+
+async def list_profiles(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    return _json({"items": [p.to_json() for p in await db.profiles(request.app[POOL])]})
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    name = _path(request, "name", NAME_PATTERN)
+    profile = await db.profile(request.app[POOL], name)
+    if profile is None:
+        raise not_found(f"no profile {name!r}")
+    return _json(profile.to_json())
+
+
+async def create_profile(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    await _require_token(request)
+    profile = parse_profile(await _json_body(request))
+    stored = await db.insert_profile(request.app[POOL], profile)
+    if stored is None:
+        raise Problem(
+            409,
+            "Conflict",
+            f"profile {profile.name!r} exists: PUT /v1/profiles/{profile.name} replaces it",
+            kind="conflict",
+        )
+    await _after_profile_write(request)
+    return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
+
+
+async def replace_profile(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    await _require_token(request)
+    name = _path(request, "name", NAME_PATTERN)
+    profile = parse_profile(await _json_body(request), name)
+    stored = await db.update_profile(request.app[POOL], profile)
+    if stored is None:
+        raise not_found(f"no profile {name!r} (POST /v1/profiles creates one)")
+    await _after_profile_write(request)
+    return _json(stored.to_json())
+
+
+async def delete_profile(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    await _require_token(request)
+    name = _path(request, "name", NAME_PATTERN)
+    if name == DEFAULT_PROFILE:
+        raise Problem(
+            409, "Conflict", "the default profile cannot be deleted: workers fall back to it", kind="conflict"
+        )
+    if not await db.delete_profile(request.app[POOL], name):
+        raise not_found(f"no profile {name!r}")
+    await _after_profile_write(request)
+    return web.Response(status=204)
+
+
+async def list_decisions(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    decider = request.app[DECIDER]
+    views = decider.views()
+    etag = 'W/"' + hashlib.sha256(" ".join(v.etag for v in views).encode()).hexdigest()[:32] + '"'
+    now, max_age = decider.now(), decider.rule.max_data_age_s
+    return _conditional(request, etag, lambda: {"items": [decision_json(v, now, max_age) for v in views]})
+
+
+async def get_decision(request: web.Request) -> web.Response:
+    Query(request.query, ())
+    name = _path(request, "profile", NAME_PATTERN)
+    decider = request.app[DECIDER]
+    view = decider.view(name)
+    if view is None and await db.profile(request.app[POOL], name) is not None:
+        # Created by another API process since this one's last pass.
+        await decider.refresh(reload=True)
+        view = decider.view(name)
+    if view is None:
+        raise not_found(f"no profile {name!r}")
+    now, max_age = decider.now(), decider.rule.max_data_age_s
+    return _conditional(request, view.etag, lambda: decision_json(view, now, max_age))
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    q = Query(request.query, ("profile", "after", "limit"))
+    limit = q.integer("limit", 1, MAX_LIMIT, 100)
+    assert limit is not None
+    rows = await db.workers(request.app[POOL], q.string("profile", NAME_PATTERN), q.string("after"), limit)
+    return _json({"items": _rows(rows), "next_after": rows[-1]["name"] if len(rows) == limit else None})
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    q = Query(request.query, ("coin", "status", "from", "to", "before", "limit"))
+    limit = q.integer("limit", 1, MAX_LIMIT, 100)
+    assert limit is not None
+    coin = q.string("coin", SYMBOL_PATTERN)
+    rows = await db.blocks(
+        request.app[POOL],
+        coin.upper() if coin else None,
+        q.choice("status", BLOCK_STATUSES),
+        q.timestamp("from"),
+        q.timestamp("to"),
+        q.integer("before", 1, 2**63 - 1),
+        limit,
+    )
+    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == limit else None})
+
+
+async def list_switch_events(request: web.Request) -> web.Response:
+    q = Query(request.query, ("profile", "from", "to", "before", "limit"))
+    limit = q.integer("limit", 1, MAX_LIMIT, 100)
+    assert limit is not None
+    rows = await db.switch_events(
+        request.app[POOL],
+        q.string("profile", NAME_PATTERN),
+        q.timestamp("from"),
+        q.timestamp("to"),
+        q.integer("before", 1, 2**63 - 1),
+        limit,
+    )
+    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == limit else None})
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics),
+    ("GET", "/openapi.json", openapi),
+    ("GET", "/v1/coins", list_coins),
+    ("GET", "/v1/coins/{symbol}", get_coin),
+    ("GET", "/v1/coins/{symbol}/history", coin_history),
+    ("GET", "/v1/pools", list_pools),
+    ("GET", "/v1/pools/{name}", get_pool),
+    ("GET", "/v1/pools/{name}/history", pool_history),
+    ("GET", "/v1/hardware", list_hardware),
+    ("GET", "/v1/hardware/{slug}", get_hardware),
+    ("GET", "/v1/profitability", profitability),
+    ("GET", "/v1/profiles", list_profiles),
+    ("POST", "/v1/profiles", create_profile),
+    ("GET", "/v1/profiles/{name}", get_profile),
+    ("PUT", "/v1/profiles/{name}", replace_profile),
+    ("DELETE", "/v1/profiles/{name}", delete_profile),
+    ("GET", "/v1/decisions", list_decisions),
+    ("GET", "/v1/decisions/{profile}", get_decision),
+    ("GET", "/v1/workers", list_workers),
+    ("GET", "/v1/blocks", list_blocks),
+    ("GET", "/v1/switch-events", list_switch_events),
+)
+
+
+def create_app(
+    config: ApiConfig,
+    dsn: str,
+    *,
+    clock: Clock = utcnow,
+    run_decider: bool = True,
+) -> web.Application:
+    """The API on the database at `dsn` (migrated by the caller). `run_decider` False leaves the
+    decision passes to the caller (`app[DECIDER].refresh()`), for tests that move a fake clock."""
+    metrics_ = ApiMetrics()
+    middlewares: list[Any] = [_metrics_middleware]
+    if config.rate_limit_per_s > 0:
+        middlewares.append(
+            _rate_limit_middleware(RateLimiter(config.rate_limit_per_s, config.rate_limit_burst))
+        )
+    middlewares.append(_problem_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=_MAX_BODY)
+    app[CONFIG] = config
+    app[METRICS] = metrics_
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+    async def start(app: web.Application) -> None:
+        pool = await db.create_pool(dsn, config.db_pool_size)
+        app[POOL] = pool
+        rule = Rule(config.switch_threshold_pct, config.min_dwell_s, config.max_data_age_s)
+        app[DECIDER] = decider = Decider(pool, rule, metrics_, clock=clock, every_s=config.evaluate_every_s)
+        await decider.refresh()
+        if run_decider:
+            app[_TASK] = asyncio.create_task(decider.run(), name="api-decider")
+
+    async def stop(app: web.Application) -> None:
+        task = app.get(_TASK)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await app[POOL].close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app

@@ -1,0 +1,75 @@
+"""`qscrypt api`: serve the decision API.
+
+`qscrypt` loads the TOML file and hands it over as `args.qscrypt_config`: its `[api]` section
+configures the API (`api.config.ApiConfig`), `[database]` says where the data is (the embedded
+server when no DSN is set). The schema is migrated first, so a fresh machine needs no other step.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from api.config import ApiConfig
+
+log = structlog.get_logger("api")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (overrides api.host)")
+    parser.add_argument("--port", type=int, help="TCP port (overrides api.port)")
+    parser.add_argument("--dsn", help="PostgreSQL DSN (overrides database.dsn)")
+
+
+def main(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from qscrypt.settings import load_section
+
+    config = load_section(ApiConfig, dict(args.qscrypt_config.api), "api")
+    if args.host is not None:
+        config = replace(config, host=args.host)
+    if args.port is not None:
+        config = replace(config, port=args.port)
+    return serve(config, args)
+
+
+async def serve(config: ApiConfig, args: argparse.Namespace) -> int:
+    from api.app import create_app
+    from qscrypt.cli import database_dsn
+    from qscrypt.db.migrate import migrate
+
+    dsn = args.dsn or await asyncio.to_thread(database_dsn, args.qscrypt_config)
+    await migrate(dsn)
+    runner = web.AppRunner(create_app(config, dsn), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        log.info(
+            "api listening",
+            url=f"http://{config.host}:{config.port}/v1/decisions",
+            writes="enabled" if config.write_token() else "disabled: set api.token or QSCRYPT_API_TOKEN",
+        )
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
