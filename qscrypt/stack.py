@@ -1,7 +1,10 @@
 """`qscrypt run`: the whole local stack on embedded defaults, for a newcomer's first minute.
 
 Embedded PostgreSQL, a Litecoin Core regtest pair, the proxy mining solo on it and one built-in
-miner attached — or, when the config names upstreams, the proxy on those.
+miner attached — or, when the config names upstreams, the proxy on those. Beside them: the
+aggregator every five minutes (the public price and network sources, plus the regtest daemon as
+the authoritative source for LTC network data) and the decision API on :8080, which the proxy
+polls for its profiles' decisions.
 """
 
 import asyncio
@@ -9,9 +12,15 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qscrypt.config import Config, UpstreamConfig
 from qscrypt.log import get_logger
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from api.config import ApiConfig
 
 
 async def run_stack(config: Config, data_dir: Path, with_miner: bool,
@@ -52,9 +61,17 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool,
         # seconds rather than dozens a second (vardiff moves it from there).
         proxy_config = replace(proxy_config, upstreams=[upstream], spill_dir=data_dir / "spill",
                                vardiff=replace(proxy_config.vardiff, initial=1.0))
+    api_config = _api_config(config)
+    api_url = f"http://127.0.0.1:{api_config.port}"
+    if not proxy_config.switching.api_url:
+        proxy_config = replace(proxy_config, switching=replace(proxy_config.switching, api_url=api_url))
     proxy = Proxy(proxy_config, dsn)
     tasks: list[asyncio.Task[object]] = []
+    api_runner = None
     try:
+        api_runner = await _start_api(api_config, dsn)
+        log.info("stack.api", decisions=f"{api_url}/v1/decisions", openapi=f"{api_url}/openapi.json")
+        tasks.append(asyncio.create_task(_aggregate(config, dsn, pair), name="aggregator"))
         await proxy.start()
         port = proxy.ports["tcp"]
         log.info("stack.proxy", stratum=f"stratum+tcp://127.0.0.1:{port}",
@@ -70,12 +87,55 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool,
             with contextlib.suppress(BaseException):
                 await task
         await proxy.close()
+        if api_runner is not None:
+            await api_runner.cleanup()
         if pair is not None:
             await asyncio.to_thread(pair.stop)
         if started_pg:
             await asyncio.to_thread(stop_running, pg_dir)
         log.info("stack.stopped")
     return 0
+
+
+def _api_config(config: Config) -> "ApiConfig":
+    from api.config import ApiConfig
+    from qscrypt.settings import load_section
+
+    return load_section(ApiConfig, dict(config.api), "api")
+
+
+async def _start_api(api_config: "ApiConfig", dsn: str) -> "web.AppRunner":
+    from aiohttp import web
+
+    from api.app import create_app
+
+    runner = web.AppRunner(create_app(api_config, dsn), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, api_config.host, api_config.port).start()
+    return runner
+
+
+async def _aggregate(config: Config, dsn: str, pair: object) -> None:
+    """The aggregator loop. With the local regtest pair, its node is LTC's authoritative daemon
+    source; the public sources need the internet, and say so in the log when it is not there."""
+    import asyncpg
+
+    from aggregator.cli import load_aggregator_config
+    from aggregator.run import run_every
+
+    aggregator_config = load_aggregator_config(config.aggregator)
+    if pair is not None and not config.aggregator:
+        coins = tuple(
+            replace(c, daemon_url=pair.rpc_url(0), daemon_user=pair.user,  # type: ignore[attr-defined]
+                    daemon_password=pair.password) if c.symbol == "LTC" else c  # type: ignore[attr-defined]
+            for c in aggregator_config.coins
+        )
+        aggregator_config = replace(aggregator_config, coins=coins)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await run_every(aggregator_config, pool, aggregator_config.interval_s)
+    finally:
+        await pool.close()
 
 
 async def _miner(port: int, stop: asyncio.Event) -> None:
