@@ -19,6 +19,17 @@ def test_example_config_loads_with_secrets_from_environment() -> None:
     assert daemon.kind == "daemon" and daemon.network == "main"
 
 
+def test_example_sections_of_the_api_and_aggregator_load() -> None:
+    from aggregator.cli import load_aggregator_config
+    from api.config import ApiConfig
+    from qscrypt.settings import load_section
+
+    config = load_config(EXAMPLE, ENV)
+    assert load_section(ApiConfig, config.api, "api", ENV).port == 8080
+    assert load_aggregator_config(config.aggregator, ENV).reference_hashrate_hs == 1e9
+    assert config.proxy.switching.api_url == "http://127.0.0.1:8080"
+
+
 def test_missing_environment_secret_names_key_and_variable() -> None:
     with pytest.raises(ConfigError) as err:
         load_config(EXAMPLE, {"POOL_A_PASSWORD": "x"})
