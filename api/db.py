@@ -145,7 +145,7 @@ async def save_decision(
     data_as_of: datetime,
     decided_at: datetime,
 ) -> None:
-    """Persist a new choice and tell listeners (delivered when the caller's transaction commits)."""
+    """Persist a new choice. Listeners are told by `announce`, once the decision is being served."""
     await conn.execute(
         """
         INSERT INTO decisions (profile, coin, pool, stratum_url, usd_per_day_net, gain_pct, reason,
@@ -166,7 +166,13 @@ async def save_decision(
         data_as_of,
         decided_at,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, name)
+
+
+async def announce(conn: asyncpg.Pool | asyncpg.Connection, names: list[str]) -> None:
+    """NOTIFY listeners (the proxy) of each profile whose decision changed. Sent after the new
+    decisions are in the API's memory: a listener that polls at once must not get the old ones."""
+    for name in names:
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, name)
 
 
 # --- profiles ------------------------------------------------------------------------------------

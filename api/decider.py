@@ -103,11 +103,14 @@ class Decider:
                 await self._reload(current)
             now = self._clock()
             views = {}
+            switched = []
             for profile in self._profiles:
                 view = self._views.get(profile.name)
                 due = view is None or (view.verdict.recheck_at is not None and now >= view.verdict.recheck_at)
                 if changed or due:
                     view = await self._evaluate(profile, now)
+                    if view is not None and view.verdict.switch:
+                        switched.append(profile.name)
                 if view is not None:
                     views[profile.name] = view
             self._views = views
@@ -115,6 +118,8 @@ class Decider:
             self._metrics.evaluations.labels("ok").inc()
             for algorithm, market in self._markets.items():
                 self._metrics.data_age.labels(algorithm).set((now - market.computed_at).total_seconds())
+            if switched:
+                await db.announce(self._pool, switched)
 
     async def market(self, algorithm: str) -> Market | None:
         """The latest run for `algorithm`: from memory when this process has loaded it since the
