@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import ssl
 import struct
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from mining.job import Job
 from mining.target import share_difficulty_to_target
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+NTIME_ROLL_S = 7200  # how far past a job's ntime the pool takes a share's ntime
 
 
 def regtest_jobs() -> list[Job]:
@@ -46,8 +50,23 @@ def regtest_jobs() -> list[Job]:
     return jobs
 
 
+@functools.cache
+def _templates() -> tuple[Job, ...]:
+    return tuple(regtest_jobs())
+
+
+def regtest_job(seq: int, clean: bool = True) -> Job:
+    """Job `seq` of an endless series cut from the regtest templates (template `seq` modulo their
+    count): a fresh job id and a moving ntime make every job distinct, as a pool's are."""
+    base = _templates()[seq % len(_templates())]
+    return Job(f"j{seq}", base.prevhash, base.coinb1, base.coinb2, base.merkle_branch,
+               base.version, base.bits, base.ntime + seq, clean)
+
+
 @dataclass
 class Submission:
+    """One mining.submit as the pool judged it."""
+
     worker: str
     job_id: str
     extranonce1: bytes
@@ -55,27 +74,48 @@ class Submission:
     ntime: int
     nonce: int
     accepted: bool
+    reason: str | None  # the error message of a refused share
+    difficulty: float  # the pool's difficulty when the share arrived
+
+
+@dataclass
+class PoolSession:
+    """One connection to the pool, with the extranonce its shares are checked with."""
+
+    writer: asyncio.StreamWriter
+    extranonce1: bytes
+    extranonce2_size: int
+    connected: bool = True
 
 
 class PoolServer:
-    """A small real Stratum pool: subscribe, authorize, notify, and submit checked with scrypt."""
+    """A small real Stratum pool: subscribe, authorize, notify, and submit checked as a pool checks it
+    (a live job, the extranonce2 size, the ntime range, no duplicates, scrypt against the difficulty).
+
+    Options for miner tests: `job_interval_s=None` sends no periodic jobs, `answer_delay_s` answers
+    submits that much later, `reject_first` refuses that many otherwise valid shares."""
 
     def __init__(self, extranonce2_size: int = 4, difficulty: float = 0.001,
-                 job_interval_s: float = 1.0) -> None:
+                 job_interval_s: float | None = 1.0, answer_delay_s: float = 0.0,
+                 reject_first: int = 0) -> None:
         self.extranonce2_size = extranonce2_size
         self.job_interval_s = job_interval_s
+        self.answer_delay_s = answer_delay_s
+        self.reject_first = reject_first
         self._ticker: asyncio.Task[None] | None = None
         self.difficulty = difficulty
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, Job] = {}  # every job announced; those replaced by a clean job are stale
+        self.stale: set[str] = set()
         self.current: Job | None = None
         self.submissions: list[Submission] = []
+        self.sessions: list[PoolSession] = []  # every connection, in order
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
-        self._clients: dict[asyncio.StreamWriter, bytes] = {}
         # Each pool numbers its sessions from its own base, as real pools' extranonce1s differ.
         self._next_extranonce1 = int.from_bytes(os.urandom(2), "big") << 16
         self._job_seq = 0
-        self._templates = regtest_jobs()
+        self._seen: set[tuple[str, bytes, bytes, int, int]] = set()
+        self._answers: set[asyncio.Task[None]] = set()
         self.silent = False
         self.authorized_users: list[str] = []
 
@@ -84,13 +124,21 @@ class PoolServer:
         self.port = self._server.sockets[0].getsockname()[1]
         if self.current is None:
             self.new_job(clean=True, broadcast=False)
-        self._ticker = asyncio.create_task(self._tick())
+        if self.job_interval_s is not None:
+            self._ticker = asyncio.create_task(self._tick(self.job_interval_s))
 
-    async def _tick(self) -> None:
+    async def __aenter__(self) -> PoolServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _tick(self, interval_s: float) -> None:
         # Pools send fresh work (new mempool transactions) every so often: a silent one is dead.
         while True:
-            await asyncio.sleep(self.job_interval_s)
-            if self._clients:
+            await asyncio.sleep(interval_s)
+            if self.connections:
                 self.new_job(clean=False)
 
     async def stop(self) -> None:
@@ -101,20 +149,36 @@ class PoolServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for writer in list(self._clients):
-            writer.close()
-        self._clients.clear()
+        for session in self._connected():
+            session.connected = False
+            session.writer.close()
 
     @property
     def connections(self) -> int:
-        return len(self._clients)
+        return len(self._connected())
+
+    @property
+    def url(self) -> str:
+        return f"stratum+tcp://127.0.0.1:{self.port}"
+
+    def accepted(self, job_id: str | None = None) -> list[Submission]:
+        return [s for s in self.submissions if s.accepted and (job_id is None or s.job_id == job_id)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; submissions so far: {self.submissions}")
+            await asyncio.sleep(0.01)
+
+    def _connected(self) -> list[PoolSession]:
+        return [session for session in self.sessions if session.connected]
 
     def new_job(self, clean: bool, broadcast: bool = True) -> Job:
         self._job_seq += 1
-        base = self._templates[self._job_seq % len(self._templates)]
-        # A fresh job id and a moving ntime make every job distinct, as a pool's are.
-        job = Job(f"j{self._job_seq}", base.prevhash, base.coinb1, base.coinb2, base.merkle_branch,
-                  base.version, base.bits, base.ntime + self._job_seq, clean)
+        job = regtest_job(self._job_seq, clean)
+        if clean:
+            self.stale.update(self.jobs)
         self.jobs[job.job_id] = job
         self.current = job
         if broadcast and not self.silent:
@@ -122,35 +186,47 @@ class PoolServer:
         return job
 
     def broadcast(self, data: bytes) -> None:
-        for writer in list(self._clients):
-            writer.write(data)
+        for session in self._connected():
+            session.writer.write(data)
 
-    def set_extranonce(self, writer: asyncio.StreamWriter, extranonce1: bytes) -> None:
-        self._clients[writer] = extranonce1
-        writer.write(stratum.notify("mining.set_extranonce", [extranonce1.hex(), self.extranonce2_size]))
+    def set_difficulty(self, difficulty: float) -> None:
+        """Check shares against `difficulty` from now on, and tell every miner."""
+        self.difficulty = difficulty
+        self.broadcast(stratum.notify("mining.set_difficulty", [difficulty]))
+
+    def set_extranonce(self, session: PoolSession, extranonce1: bytes,
+                       extranonce2_size: int | None = None) -> None:
+        session.extranonce1 = extranonce1
+        if extranonce2_size is not None:
+            session.extranonce2_size = extranonce2_size
+        session.writer.write(stratum.notify("mining.set_extranonce",
+                                            [extranonce1.hex(), session.extranonce2_size]))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         codec = stratum.StratumCodec(max_line=1 << 20)
         self._next_extranonce1 += 1
-        self._clients[writer] = struct.pack(">I", self._next_extranonce1)
+        session = PoolSession(writer, struct.pack(">I", self._next_extranonce1), self.extranonce2_size)
+        self.sessions.append(session)
         try:
             while data := await reader.read(65536):
                 for event in codec.feed(data):
                     if isinstance(event, stratum.Request):
-                        self._handle(writer, event)
+                        self._handle(session, event)
         except ConnectionError:
             pass
         finally:
-            self._clients.pop(writer, None)
+            session.connected = False
             with contextlib.suppress(Exception):
                 writer.close()
 
-    def _handle(self, writer: asyncio.StreamWriter, request: stratum.Request) -> None:
+    def _handle(self, session: PoolSession, request: stratum.Request) -> None:
+        writer = session.writer
+
         def reply(result: Any, error: Any = None) -> None:
             writer.write(stratum.encode(stratum.Response(request.id, result, error)))
 
         if request.method == "mining.subscribe":
-            reply([[["mining.notify", "s1"]], self._clients[writer].hex(), self.extranonce2_size])
+            reply([[["mining.notify", "s1"]], session.extranonce1.hex(), session.extranonce2_size])
         elif request.method == "mining.extranonce.subscribe":
             reply(True)
         elif request.method == "mining.authorize":
@@ -160,32 +236,56 @@ class PoolServer:
             if self.current is not None:
                 writer.write(stratum.notify("mining.notify", self.current.notify_params()))
         elif request.method == "mining.submit":
-            reply(*self._submit(writer, request.params))
+            answer = stratum.encode(stratum.Response(request.id, *self._submit(session, request.params)))
+            if self.answer_delay_s:
+                task = asyncio.create_task(self._answer_later(writer, answer))
+                self._answers.add(task)
+                task.add_done_callback(self._answers.discard)
+            else:
+                writer.write(answer)
         else:
             reply(None, stratum.error_value(stratum.METHOD_NOT_FOUND, "unknown"))
 
-    def _submit(self, writer: asyncio.StreamWriter, params: list[Any]) -> tuple[Any, Any]:
+    async def _answer_later(self, writer: asyncio.StreamWriter, answer: bytes) -> None:
+        await asyncio.sleep(self.answer_delay_s)
+        writer.write(answer)
+
+    def _submit(self, session: PoolSession, params: list[Any]) -> tuple[Any, Any]:
         worker, job_id, en2_hex, ntime_hex, nonce_hex = params[:5]
-        job = self.jobs.get(job_id)
-        if job is None:
-            return None, stratum.error_value(stratum.JOB_NOT_FOUND, "job not found")
-        extranonce1 = self._clients[writer]
-        extranonce2 = bytes.fromhex(en2_hex)
-        if len(extranonce2) != self.extranonce2_size:
-            return None, stratum.error_value(stratum.OTHER, "bad extranonce2 size")
+        extranonce1, extranonce2 = session.extranonce1, bytes.fromhex(en2_hex)
         ntime, nonce = int(ntime_hex, 16), int(nonce_hex, 16)
-        header = job.header(extranonce1, extranonce2, ntime, nonce)
-        ok = hash_to_int(scrypt_pow(header)) <= share_difficulty_to_target(self.difficulty)
-        self.submissions.append(Submission(worker, job_id, extranonce1, extranonce2, ntime, nonce, ok))
-        if not ok:
-            return None, stratum.error_value(stratum.LOW_DIFFICULTY, "low difficulty share")
+        job = self.jobs.get(job_id)
+        code: int | None = None
+        reason = ""
+        if job is None or job_id in self.stale:
+            code, reason = stratum.JOB_NOT_FOUND, "job not found"
+        elif len(extranonce2) != session.extranonce2_size:
+            code, reason = stratum.OTHER, "bad extranonce2 size"
+        elif not job.ntime <= ntime <= job.ntime + NTIME_ROLL_S:
+            code, reason = stratum.OTHER, "ntime out of range"
+        elif (job_id, extranonce1, extranonce2, ntime, nonce) in self._seen:
+            code, reason = stratum.DUPLICATE_SHARE, "duplicate share"
+        else:
+            self._seen.add((job_id, extranonce1, extranonce2, ntime, nonce))
+            header = job.header(extranonce1, extranonce2, ntime, nonce)
+            if hash_to_int(scrypt_pow(header)) > share_difficulty_to_target(self.difficulty):
+                code, reason = stratum.LOW_DIFFICULTY, "low difficulty share"
+            elif self.reject_first > 0:
+                self.reject_first -= 1
+                code, reason = stratum.OTHER, "rejected by test"
+        self.submissions.append(Submission(worker, job_id, extranonce1, extranonce2, ntime, nonce,
+                                           accepted=code is None, reason=reason or None,
+                                           difficulty=self.difficulty))
+        if code is not None:
+            return None, stratum.error_value(code, reason)
         return True, None
 
 
 @dataclass
 class MinerJob:
     job: Job
-    difficulty: float
+    difficulty: float  # the miner's difficulty when the job arrived
+    received_at: float  # time.monotonic() when the job arrived
 
 
 @dataclass
@@ -200,7 +300,8 @@ class ScriptedMiner:
     extranonce2_size: int = 0
     session_id: str | None = None
     difficulty: float = 1.0
-    jobs: list[MinerJob] = field(default_factory=list)
+    jobs: list[MinerJob] = field(default_factory=list)  # the live jobs: a clean job drops the others
+    received: list[MinerJob] = field(default_factory=list)  # every job, in the order it arrived
     notifications: list[stratum.Notification | stratum.Request] = field(default_factory=list)
     _codec: stratum.StratumCodec = field(default_factory=lambda: stratum.StratumCodec(1 << 20))
     _pending: dict[int, asyncio.Future[stratum.Response]] = field(default_factory=dict)
@@ -240,10 +341,11 @@ class ScriptedMiner:
         if event.method == "mining.set_difficulty":
             self.difficulty = float(event.params[0])
         elif event.method == "mining.notify":
-            job = Job.from_notify(event.params)
-            if job.clean_jobs:
+            mjob = MinerJob(Job.from_notify(event.params), self.difficulty, time.monotonic())
+            if mjob.job.clean_jobs:
                 self.jobs.clear()
-            self.jobs.append(MinerJob(job, self.difficulty))
+            self.jobs.append(mjob)
+            self.received.append(mjob)
             self.new_job.set()
         elif event.method == "mining.set_extranonce":
             self.extranonce1 = bytes.fromhex(event.params[0])
@@ -256,7 +358,10 @@ class ScriptedMiner:
         future: asyncio.Future[stratum.Response] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         self.writer.write(stratum.encode(stratum.Request(request_id, method, params)))
-        return await asyncio.wait_for(future, timeout)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
 
     async def send_raw(self, data: bytes) -> None:
         assert self.writer is not None
@@ -278,14 +383,27 @@ class ScriptedMiner:
         return await self.call("mining.authorize", [user, password])
 
     async def wait_job(self, timeout: float = 10.0) -> MinerJob:
+        """The newest job, once there is one."""
+        return await self._job_when(lambda: self.jobs[-1] if self.jobs else None, timeout)
+
+    async def next_job(self, after: int, clean: bool | None = None, timeout: float = 10.0) -> MinerJob:
+        """The first job received after the first `after` ones in `received` (with `clean`, the first
+        whose clean_jobs flag is `clean`)."""
+        def pick() -> MinerJob | None:
+            later = (m for m in self.received[after:] if clean is None or m.job.clean_jobs == clean)
+            return next(later, None)
+
+        return await self._job_when(pick, timeout)
+
+    async def _job_when(self, pick: Callable[[], MinerJob | None], timeout: float) -> MinerJob:
         deadline = asyncio.get_running_loop().time() + timeout
-        while not self.jobs:
+        while (found := pick()) is None:
             self.new_job.clear()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise TimeoutError("no job received")
             await asyncio.wait_for(self.new_job.wait(), remaining)
-        return self.jobs[-1]
+        return found
 
     def find_share(self, mjob: MinerJob, extranonce2: bytes, start_nonce: int = 0,
                    target: int | None = None, want_valid: bool = True, limit: int = 200_000) -> int:
@@ -319,7 +437,6 @@ class ScriptedMiner:
             self._reader_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._reader_task
-
 
 
 def make_certificate(directory: Path, name: str = "localhost") -> tuple[Path, Path]:

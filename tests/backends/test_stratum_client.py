@@ -14,7 +14,7 @@ from backends.stratum_client import (
     StratumClient,
 )
 from mining.target import share_difficulty_to_target
-from tests.backends.pool import make_job
+from tests.stratum_peers import regtest_job
 
 
 def _lines(events: list[Any]) -> list[dict[str, Any]]:
@@ -54,7 +54,7 @@ def test_refused_authorization_ends_the_session() -> None:
 
 def test_notify_difficulty_and_extranonce_each_make_new_work() -> None:
     client, _ = _subscribed()
-    job = make_job()
+    job = regtest_job(1)
     [work] = client.feed(_line({"id": None, "method": "mining.notify", "params": job.notify_params()}), 5.0)
     assert isinstance(work, NewWork)
     assert work.template.job == job and work.template.received_at == 5.0
@@ -68,7 +68,7 @@ def test_notify_difficulty_and_extranonce_each_make_new_work() -> None:
 
 def test_shares_of_replaced_jobs_or_extranonces_are_not_current() -> None:
     client, _ = _subscribed()
-    first, second, third = make_job(clean=True), make_job(clean=False), make_job(clean=True)
+    first, second, third = regtest_job(1), regtest_job(2, clean=False), regtest_job(3)
     events = [client.feed(_line({"id": None, "method": "mining.notify", "params": job.notify_params()}), 0.0)
               for job in (first, second)]
     old = events[0][0].template
@@ -84,8 +84,8 @@ def test_shares_of_replaced_jobs_or_extranonces_are_not_current() -> None:
 
 def test_submit_formats_big_endian_hex_and_counts_answers() -> None:
     client, _ = _subscribed()
-    [work] = client.feed(_line({"id": None, "method": "mining.notify", "params": make_job().notify_params()}),
-                         0.0)
+    notify = {"id": None, "method": "mining.notify", "params": regtest_job(1).notify_params()}
+    [work] = client.feed(_line(notify), 0.0)
     share = Share(work.template, bytes.fromhex("00000001"), 0x5F5E1000, 1)
     [request] = _lines([client.submit(share)])
     assert request["method"] == "mining.submit"

@@ -5,11 +5,12 @@ import pytest
 from backends.work import MAX_NTIME_ROLL_S, NONCE_SPACE, Extranonce2Counter, WorkCursor, WorkTemplate
 from mining.hashing import sha256d
 from mining.merkle import merkle_root_from_branch
-from tests.backends.pool import make_job
+from tests.stratum_peers import regtest_job
 
 
 def _template(extranonce2_size: int = 4, received_at: float = 100.0) -> WorkTemplate:
-    return WorkTemplate(make_job(), bytes.fromhex("01020304"), extranonce2_size, 1.0, 1 << 240, received_at)
+    job = regtest_job(4)  # cut from the template with three transactions: a merkle branch of three hashes
+    return WorkTemplate(job, bytes.fromhex("01020304"), extranonce2_size, 1.0, 1 << 240, received_at)
 
 
 def test_units_walk_the_nonce_space_then_step_extranonce2() -> None:

@@ -116,7 +116,7 @@ class Market:
                 )
             for coin, name, server, hashrate in ((LTC, LTC_POOL, ltc_pool, 3.1e14),
                                                  (DOGE, DOGE_POOL, doge_pool, 2.0e13)):
-                url = f"stratum+tcp://127.0.0.1:{server.port}"
+                url = server.url
                 self.endpoints[name] = url
                 self.pool_ids[name] = await conn.fetchval(
                     """

@@ -21,8 +21,7 @@ ProxyFactory = Callable[..., Awaitable[Proxy]]
 
 
 def pool_upstream(pool: PoolServer, name: str, priority: int = 0) -> UpstreamConfig:
-    return UpstreamConfig(name=name, url=f"stratum+tcp://127.0.0.1:{pool.port}", user=f"acct.{name}",
-                          priority=priority)
+    return UpstreamConfig(name=name, url=pool.url, user=f"acct.{name}", priority=priority)
 
 
 def proxy_config(upstreams: list[UpstreamConfig], spill_dir: Path, **overrides: object) -> ProxyConfig:

@@ -16,7 +16,7 @@ from proxy.app import Proxy
 from proxy.upstream.daemon import DaemonUpstream
 from qscrypt.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from qscrypt.devnet.litecoind import RegtestPair, RpcError
-from tests.solo.miner import BLOCKS_MINED, Solution, TestMiner
+from tests.solo.miner import BLOCKS_MINED, SoloMiner, Solution
 
 TAG = "/qscrypt-solo-test/"
 # Below 2^-15 the share target is above regtest's network target: every block is also a share.
@@ -54,11 +54,11 @@ def daemon_of(proxy: Proxy) -> DaemonUpstream:
 
 
 @asynccontextmanager
-async def connected_miner(proxy: Proxy, worker: str) -> AsyncIterator[TestMiner]:
-    miner = TestMiner(worker)
-    await miner.connect(proxy.ports["tcp"])
+async def connected_miner(proxy: Proxy, worker: str) -> AsyncIterator[SoloMiner]:
+    miner = SoloMiner("127.0.0.1", proxy.ports["tcp"], worker=worker)
     try:
-        await miner.wait_job(0)
+        await miner.join()
+        await miner.wait_job()
         yield miner
     finally:
         await miner.close()
@@ -99,19 +99,20 @@ async def in_best_chain(pair: RegtestPair, block_hash: str, node: int = 0) -> di
     return result
 
 
-async def mine_block(miner: TestMiner, pair: RegtestPair, tally: str, node: int = 0) -> Solution:
+async def mine_block(miner: SoloMiner, pair: RegtestPair, tally: str, node: int = 0) -> Solution:
     """Find a block on the miner's newest job, submit it through the proxy, wait until the daemon
     has it in its best chain and the miner has work on top of it."""
     tip = bytes.fromhex(await pair.arpc(node, "getbestblockhash"))[::-1]
     # Another miner's block may have just landed: its new work can still be on the way to this one.
-    await wait_until(lambda: miner.job.prevhash == tip, 5, f"{miner.worker} to have work on the tip")
+    await wait_until(lambda: bool(miner.jobs) and miner.jobs[-1].job.prevhash == tip, 5,
+                     f"{miner.worker} to have work on the tip")
     solution = miner.solve()
     seen = len(miner.received)
-    reply = await miner.submit(solution)
+    reply = await miner.submit_solution(solution)
     assert reply.result is True, f"the proxy refused the share: {reply.error}"
     await in_best_chain(pair, solution.block_hash, node)
     BLOCKS_MINED[tally] += 1
-    await miner.wait_job(seen, clean=True)
+    await miner.next_job(seen, clean=True)
     return solution
 
 

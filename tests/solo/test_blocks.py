@@ -90,10 +90,10 @@ async def test_blocks_carry_mempool_transactions(
             for kind in ("bech32", "legacy", "p2sh-segwit", "bech32", "legacy")
         ]
         seen = len(miner.received)
-        assert (await miner.submit(solution)).result is True
+        assert (await miner.submit_solution(solution)).result is True
         await in_best_chain(pair, solution.block_hash)
         BLOCKS_MINED[_TALLY] += 1
-        received = await miner.wait_job(seen, clean=True)
+        received = await miner.next_job(seen, clean=True)
         assert len(received.job.merkle_branch) >= 3  # at least 5 transactions + the coinbase
 
         solution = await mine_block(miner, pair, _TALLY)
@@ -119,19 +119,19 @@ async def test_shares_for_an_older_job_of_the_same_block_still_make_a_valid_bloc
         solution = miner.solve()
         first = pair.wallet.call("sendtoaddress", pair.wallet.call("getnewaddress"), 1)
         seen = len(miner.received)
-        assert (await miner.submit(solution)).result is True
+        assert (await miner.submit_solution(solution)).result is True
         await in_best_chain(pair, solution.block_hash)
         BLOCKS_MINED[_TALLY] += 1
-        older = await miner.wait_job(seen, clean=True)
+        older = await miner.next_job(seen, clean=True)
         assert older.job.merkle_branch, "the new tip's work carries the first transaction"
 
         second = pair.wallet.call("sendtoaddress", pair.wallet.call("getnewaddress"), 1)
-        newer = await miner.wait_job(miner.received.index(older) + 1)
+        newer = await miner.next_job(miner.received.index(older) + 1)
         assert not newer.job.clean_jobs and newer.job.prevhash == older.job.prevhash
-        assert older.job.job_id in miner.jobs
+        assert older in miner.jobs  # still live: the newer job is not clean
 
-        solution = miner.solve(older.job)
-        reply = await miner.submit(solution)
+        solution = miner.solve(older)
+        reply = await miner.submit_solution(solution)
         assert reply.result is True, reply.error
         await in_best_chain(pair, solution.block_hash)
         BLOCKS_MINED[_TALLY] += 1
@@ -160,8 +160,8 @@ async def test_new_work_within_a_second_and_a_stale_block_gets_the_daemons_verdi
             seen = len(miner.received)
             [mined] = await pair.arpc(1, "generatetoaddress", 1, other_address)
             mined_at = time.monotonic()
-            received = await miner.wait_job(seen, timeout=5, clean=True)
-            latencies.append(received.at - mined_at)
+            received = await miner.next_job(seen, clean=True, timeout=5)
+            latencies.append(received.received_at - mined_at)
             assert received.job.prevhash == bytes.fromhex(mined)[::-1]
             await in_best_chain(pair, mined)
             stale = (old_job, solution)
@@ -172,7 +172,7 @@ async def test_new_work_within_a_second_and_a_stale_block_gets_the_daemons_verdi
         # Through the proxy, a share on the old tip is stale (it could only fork the chain) ...
         assert stale is not None
         old_job, solution = stale
-        reply = await miner.submit(solution)
+        reply = await miner.submit_solution(solution)
         assert reply.error is not None and reply.error[0] == 21, reply
         # ... and a block on the old tip that does reach the daemon gets its verdict recorded.
         # The proxy passes upstreams the full extranonce2: the miner's prefix, then its own part.

@@ -18,7 +18,7 @@ from proxy.upstream.daemon import POLL_INTERVAL_S, DaemonUpstream
 from qscrypt.config import FailoverConfig, ProxyConfig
 from qscrypt.devnet.litecoind import RegtestPair, start_pair
 from qscrypt.settings import ConfigError
-from tests.solo.miner import TestMiner
+from tests.solo.miner import SoloMiner
 from tests.solo.support import connected_miner, daemon_config, daemon_of, running_proxy, wait_until
 
 _LTC_MAINNET_ADDRESS = "LKh8pxsZwbSEz9PUbMUx1NX26eWsPprcsz"  # from shared/vectors/ltc_addresses.json
@@ -157,11 +157,11 @@ async def test_a_stopped_daemon_keeps_its_last_job_until_too_old_then_goes_down(
             assert "getbestblockhash" in upstream.last_error and pair.rpc_url(0) in upstream.last_error
 
             # Nothing crashed: the connected miner is told its share is stale, a new one is turned away.
-            reply = await miner.submit(miner.solve())
+            reply = await miner.submit_solution(miner.solve())
             assert reply.error is not None and reply.error[0] == 21
-            late = TestMiner("late")
+            late = SoloMiner("127.0.0.1", proxy.ports["tcp"], worker="late")
             with pytest.raises(AssertionError, match="no upstream work available"):
-                await late.connect(proxy.ports["tcp"])
+                await late.join()
             await late.close()
             await asyncio.sleep(0.5)  # more retries against the dead daemon
     failures = _rpc_failures(logs)

@@ -35,10 +35,10 @@ async def test_mweb_activation_and_later_blocks_are_accepted(
         solution = miner.solve()
         mweb_txid = pair.wallet.call("sendtoaddress", pair.wallet.call("getnewaddress", "", "mweb"), 0.25)
         seen = len(miner.received)
-        assert (await miner.submit(solution)).result is True
+        assert (await miner.submit_solution(solution)).result is True
         await in_best_chain(pair, solution.block_hash)
         BLOCKS_MINED[_TALLY] += 1
-        await miner.wait_job(seen, clean=True)
+        await miner.next_job(seen, clean=True)
         assert mweb_txid in await pair.arpc(0, "getrawmempool")
 
         with_mweb_tx = await mine_block(miner, pair, _TALLY)
