@@ -5,9 +5,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := litecoind pocl-opencl-icd ocl-icd-libopencl1
+DEBIAN_PACKAGES := litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
 
-.PHONY: run test lint bench system-deps venv clean
+.PHONY: run test lint bench bench-bus kafka-jars kafka-dev system-deps venv clean
 
 venv: $(STAMP)
 
@@ -37,8 +37,19 @@ system-deps:
 run: system-deps $(STAMP)
 	$(VENV)/bin/qscrypt $(if $(CONFIG),-c $(CONFIG)) run
 
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) kafka-jars
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The pinned Apache Kafka broker jars from Maven Central, cached outside the repo (idempotent).
+kafka-jars: system-deps
+	@tools/kafka/fetch-jars.sh >/dev/null
+
+# A single-node KRaft broker on loopback for a newcomer (Ctrl-C stops it).
+kafka-dev: system-deps $(STAMP) kafka-jars
+	$(PY) -m qscrypt.devnet.kafka
+
+bench-bus: system-deps $(STAMP) kafka-jars
+	$(PY) -m bench.bus
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,7 @@ import os
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
@@ -20,6 +20,9 @@ from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
 from proxy.upstream.pool import PoolUpstream
 from qscrypt.config import ProxyConfig, UpstreamConfig
+
+if TYPE_CHECKING:
+    from proxy.coordinator.config import CoordinatorConfig
 from qscrypt.log import get_logger
 
 _MAX_WORKER_NAME = 128
@@ -193,14 +196,22 @@ class Proxy:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event) -> None:
+async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
+                    coordinator: "CoordinatorConfig | None" = None) -> None:
+    """The proxy until `stop`; with `coordinator`, also the Kafka fan-out of one upstream's work,
+    crediting its workers in the proxy's own accounting."""
     proxy = Proxy(config, dsn)
     await proxy.start()
+    fan_out = None
+    if coordinator is not None:
+        from proxy.coordinator.run import run_coordinator
+
+        fan_out = asyncio.create_task(run_coordinator(coordinator, config, dsn, stop,
+                                                      accounting=proxy.accounting), name="coordinator")
     try:
         await stop.wait()
     finally:
+        if fan_out is not None:
+            await fan_out
         await proxy.close()
 
-
-def with_port(config: ProxyConfig, port: int) -> ProxyConfig:
-    return replace(config, listen=replace(config.listen, port=port))

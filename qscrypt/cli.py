@@ -56,12 +56,19 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
 
     dsn = database_dsn(config) if not args.no_database else None
 
+    coordinator = None
+    if config.coordinator:
+        from proxy.coordinator.config import CoordinatorConfig
+        from qscrypt.settings import load_section
+
+        coordinator = load_section(CoordinatorConfig, config.coordinator, "coordinator")
+
     async def main() -> int:
         if dsn:
             from qscrypt.db.migrate import migrate
 
             await migrate(dsn)
-        await run_proxy(config.proxy, dsn, _stop_event())
+        await run_proxy(config.proxy, dsn, _stop_event(), coordinator)
         return 0
 
     return _run(main)
@@ -77,14 +84,6 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     from bench.scrypt import main as bench_main
 
     return bench_main([])
-
-
-def cmd_not_yet(name: str, issue: str) -> Callable[[Config, argparse.Namespace], int]:
-    def run(config: Config, args: argparse.Namespace) -> int:
-        print(f"qscrypt {name}: not available yet — it lands with the issue \"{issue}\".", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def _delegate(module: str) -> Callable[[Config, argparse.Namespace], int]:
@@ -129,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     _add_delegated(sub, "api", "api.cli", "run the decision API")
-    p = sub.add_parser("worker", help="run a Kafka hashing worker")
-    p.set_defaults(func=cmd_not_yet("worker", "Nonce ranges through Kafka"))
+    _add_delegated(sub, "worker", "backends.worker", "run a Kafka hashing worker")
     return parser
 
 

@@ -192,6 +192,8 @@ class Config:
     aggregator: dict[str, Any] = field(default_factory=dict)
     """Passed to the aggregator's own typed loader."""
     api: dict[str, Any] = field(default_factory=dict)
+    coordinator: dict[str, Any] = field(default_factory=dict)
+    """Kafka fan-out of one upstream's work (proxy.coordinator.config.CoordinatorConfig); empty: off."""
 
 
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:

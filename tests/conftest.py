@@ -1,3 +1,3 @@
 """Shared pytest setup: real services (PostgreSQL, Litecoin Core) as fixtures."""
 
-pytest_plugins = ["tests.services.postgres", "tests.services.litecoin"]
+pytest_plugins = ["tests.services.postgres", "tests.services.litecoin", "tests.services.kafka"]
