@@ -431,7 +431,12 @@ class Coordinator:
             state = self._states.get(share.task.epoch)
             if state is None:
                 self.stats.shares_stale += 1
-                self.accounting.rejected(share.worker, upstream, "", 0.0, "stale epoch", stale=True)
+                # Its epoch is forgotten, and with it the difficulty it was issued at: the oldest
+                # epoch still known is the closest (the shares table needs a positive one).
+                difficulty = next((s.share_difficulty for s in self._states.values()), None)
+                if difficulty is not None:
+                    self.accounting.rejected(share.worker, upstream, "", difficulty, "stale epoch",
+                                             stale=True)
                 continue
             key = (share.extranonce2, share.nonce)
             if key in state.seen:
