@@ -1,11 +1,13 @@
 """The one interface every source implements."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aggregator.config import SourceConfig
 from aggregator.http import HttpClient
-from aggregator.model import SourceData, SourceKind
+from aggregator.model import CoinId, Observation, SourceData, SourceKind
+from aggregator.parsing import positive
 
 
 class Source(Protocol):
@@ -37,3 +39,14 @@ def from_unix(seconds: float | None) -> datetime | None:
     except (OverflowError, OSError, ValueError):
         return None
     return when if when.year < 2200 else None
+
+
+def coin_fields(source: str, coin_id: CoinId, entry: Mapping[str, Any], fields: Mapping[str, str],
+                at: datetime, observations: list[Observation], warnings: list[str]) -> None:
+    """One observation per positive field of a coin entry; a missing or unusable one is a warning."""
+    for field_name, quantity in fields.items():
+        value = positive(entry.get(field_name))
+        if value is None:
+            warnings.append(f"{coin_id}: no usable {field_name} ({entry.get(field_name)!r})")
+            continue
+        observations.append(Observation(source, "coin", str(coin_id), quantity, value, at))

@@ -29,7 +29,7 @@ from aggregator.model import (
     normalize_algorithm,
 )
 from aggregator.parsing import expect_list, positive
-from aggregator.sources.base import from_unix, utcnow
+from aggregator.sources.base import coin_fields, from_unix, utcnow
 
 DEFAULT_BASE_URL = "https://api.minerstat.com"
 
@@ -65,12 +65,7 @@ def parse_coins(
         if coin_id not in wanted:
             continue
         at = from_unix(positive(entry.get("updated"))) or observed_at
-        for field_name, quantity in _COIN_FIELDS.items():
-            value = positive(entry.get(field_name))
-            if value is None:
-                warnings.append(f"{coin_id}: no usable {field_name} ({entry.get(field_name)!r})")
-                continue
-            observations.append(Observation(source, "coin", str(coin_id), quantity, value, at))
+        coin_fields(source, coin_id, entry, _COIN_FIELDS, at, observations, warnings)
     if not observations:
         raise ParseError(
             f"minerstat coins: nothing usable for the tracked coins ({'; '.join(warnings) or 'none'})"

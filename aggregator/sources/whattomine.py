@@ -17,7 +17,7 @@ from aggregator.config import CoinConfig, SourceConfig
 from aggregator.http import FetchError, HttpClient
 from aggregator.model import CoinId, Observation, ParseError, SourceData, SourceKind
 from aggregator.parsing import expect_dict, positive
-from aggregator.sources.base import from_unix, utcnow
+from aggregator.sources.base import coin_fields, from_unix, utcnow
 
 DEFAULT_BASE_URL = "https://whattomine.com"
 
@@ -52,12 +52,7 @@ def parse_coins(
         if entry.get("lagging") is True:
             warnings.append(f"{coin_id}: WhatToMine flags its data as lagging")
         at = from_unix(positive(entry.get("timestamp"))) or observed_at
-        for field_name, quantity in _FIELDS.items():
-            value = positive(entry.get(field_name))
-            if value is None:
-                warnings.append(f"{coin_id}: no usable {field_name} ({entry.get(field_name)!r})")
-                continue
-            observations.append(Observation(source, "coin", str(coin_id), quantity, value, at))
+        coin_fields(source, coin_id, entry, _FIELDS, at, observations, warnings)
     if not observations:
         raise ParseError(
             f"whattomine: nothing usable for the tracked coins ({'; '.join(warnings) or 'none listed'})"
