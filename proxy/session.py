@@ -255,7 +255,8 @@ class MinerSession:
             if name == "minimum-difficulty":
                 value = options.get("minimum-difficulty.value")
                 if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                    self.vardiff.minimum = min(float(value), self.vardiff.maximum)
+                    # A floor the miner asks for may raise ours, never lower it below the config's.
+                    self.vardiff.minimum = min(max(float(value), self.vardiff.minimum), self.vardiff.maximum)
                     self.vardiff.difficulty = self.vardiff.clamp(self.vardiff.difficulty)
                     result[name] = True
                 else:
