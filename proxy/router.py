@@ -108,7 +108,6 @@ class Router:
         self._member_of: dict[str, tuple[Group, Member]] = {}
         self._left_at: dict[str, float] = {}
         self._log = get_logger(component="router")
-        self.failovers = 0
 
     # -- upstreams ------------------------------------------------------------------------------
 
@@ -224,11 +223,10 @@ class Router:
         previous = route.active
         route.active = best.name
         failover = previous is not None and not self.groups[previous].healthy
-        if previous is not None:
-            self.failovers += failover
-            if previous not in {r.active for r in self.routes.values()}:
-                for member in self.groups[previous].members:
-                    self._left_at[member.upstream.name] = now
+        if previous is not None and previous not in {r.active for r in self.routes.values()}:
+            # No route mines there any more: its jobs stay good only for the grace window.
+            for member in self.groups[previous].members:
+                self._left_at[member.upstream.name] = now
         conns = [c for c in self._connections.values()
                  if c.session.assignment is not None and self.route_for(c.session.profile) is route
                  and self._group_of(c.session.assignment.upstream) is not best]
