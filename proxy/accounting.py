@@ -69,6 +69,13 @@ class Accounting:
         tallies, self.coins = self.coins, {}
         return tallies
 
+    def return_coin_tallies(self, tallies: dict[tuple[str, str], CoinTally]) -> None:
+        """Tallies that could not be written join those counted since, for the next write."""
+        for key, tally in tallies.items():
+            merged = self._tally(*key)
+            merged.seconds += tally.seconds
+            merged.difficulty += tally.difficulty
+
     def _stats(self, worker: str) -> WorkerStats:
         stats = self.workers.get(worker)
         if stats is None:
@@ -235,11 +242,7 @@ class ShareWriter:
                     unpriced_difficulty = w.unpriced_difficulty + EXCLUDED.unpriced_difficulty
                 """, rows)
         except BaseException:
-            # Put them back: the next flush tries again, nothing is lost to an outage.
-            for key, tally in tallies.items():
-                merged = self.accounting._tally(*key)
-                merged.seconds += tally.seconds
-                merged.difficulty += tally.difficulty
+            self.accounting.return_coin_tallies(tallies)  # the next flush tries again
             raise
 
     async def _flush_spill(self) -> int:

@@ -264,15 +264,23 @@ class Router:
 
     def _move(self, conn: Connection, group: Group, now: float, reason: str) -> None:
         session = conn.session
-        old = session.assignment
+        assignment = self._reassign(session, group, now)
+        if assignment is None:
+            self._log.warning("router.move_failed", conn=session.conn_id, reason=reason,
+                              problem="no capacity")
+            return
+        conn.deliver(session.move(assignment, self._current.get(assignment.upstream), now))
+
+    def _reassign(self, session: MinerSession, group: Group, now: float) -> Assignment | None:
+        """A new place for a miner in `group`, its old one given back (in this order: after a
+        layout change the new place can be on the same upstream)."""
         assignment = self._allocate(group, now, resume_id=None)
         if assignment is None:
-            self._log.warning("router.move_failed", conn=session.conn_id, reason="no capacity")
-            return
-        if old is not None:
-            self._release(session.conn_id, old, now)
+            return None
+        if session.assignment is not None:
+            self._release(session.conn_id, session.assignment, now)
         self._by_upstream.setdefault(assignment.upstream, set()).add(session.conn_id)
-        conn.deliver(session.move(assignment, self._current.get(assignment.upstream), now))
+        return assignment
 
     # -- hub for miner sessions -----------------------------------------------------------------
 
@@ -358,13 +366,8 @@ class Router:
         active = self.route_for(session.profile).active
         if active is None or self._group_of(assignment.upstream) is self.groups[active]:
             return None
-        now = time.monotonic()
-        new = self._allocate(self.groups[active], now, resume_id=None)
-        if new is None:
-            return None
-        self._release(session.conn_id, assignment, now)
-        self._by_upstream.setdefault(new.upstream, set()).add(session.conn_id)
-        return new, self._current.get(new.upstream)
+        new = self._reassign(session, self.groups[active], time.monotonic())
+        return None if new is None else (new, self._current.get(new.upstream))
 
     def find_job(self, job_id: str) -> ProxyJob | None:
         return self.book.get(job_id)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from api.config import ApiConfig
+    from proxy.app import Proxy
+    from qscrypt.devnet.litecoind import RegtestPair
 
 
 async def run_stack(config: Config, data_dir: Path, with_miner: bool,
@@ -115,7 +117,7 @@ async def _start_api(api_config: "ApiConfig", dsn: str) -> "web.AppRunner":
     return runner
 
 
-async def _aggregate(config: Config, dsn: str, pair: object) -> None:
+async def _aggregate(config: Config, dsn: str, pair: "RegtestPair | None") -> None:
     """The aggregator loop. With the local regtest pair, its node is LTC's authoritative daemon
     source; the public sources need the internet, and say so in the log when it is not there."""
     import asyncpg
@@ -126,8 +128,8 @@ async def _aggregate(config: Config, dsn: str, pair: object) -> None:
     aggregator_config = load_aggregator_config(config.aggregator)
     if pair is not None and not config.aggregator:
         coins = tuple(
-            replace(c, daemon_url=pair.rpc_url(0), daemon_user=pair.user,  # type: ignore[attr-defined]
-                    daemon_password=pair.password) if c.symbol == "LTC" else c  # type: ignore[attr-defined]
+            replace(c, daemon_url=pair.rpc_url(0), daemon_user=pair.user, daemon_password=pair.password)
+            if c.symbol == "LTC" else c
             for c in aggregator_config.coins
         )
         aggregator_config = replace(aggregator_config, coins=coins)
@@ -148,10 +150,7 @@ async def _miner(port: int, stop: asyncio.Event) -> None:
                     stop)
 
 
-async def _report(proxy: object, pair: object, stop: asyncio.Event) -> None:
-    from proxy.app import Proxy
-
-    assert isinstance(proxy, Proxy)
+async def _report(proxy: "Proxy", pair: "RegtestPair | None", stop: asyncio.Event) -> None:
     log = get_logger(component="stack")
     while not stop.is_set():
         await asyncio.sleep(15)
@@ -160,5 +159,5 @@ async def _report(proxy: object, pair: object, stop: asyncio.Event) -> None:
         height = None
         if pair is not None:
             with contextlib.suppress(Exception):
-                height = await asyncio.to_thread(pair.height, 0)  # type: ignore[attr-defined]
+                height = await asyncio.to_thread(pair.height, 0)
         log.info("stack.status", miners=proxy.router.miner_count, workers=workers, chain_height=height)
