@@ -7,13 +7,13 @@ import hmac
 import os
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
 from proxy.accounting import Accounting, ShareWriter
 from proxy.decisions import DecisionFeed
+from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
 from proxy.router import DEFAULT_PROFILE, Move, Router
 from proxy.server import StratumServer
@@ -48,11 +48,9 @@ class Proxy:
         self.decisions = DecisionFeed(self.router, config.switching, config.upstreams, dsn) \
             if config.switching.api_url else None
         self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
-        # hashlib.scrypt releases the GIL, so threads hash in parallel on every core.
-        workers = os.cpu_count() or 1
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrypt")
+        self.hashers = HasherPool(config.hash_processes or os.cpu_count() or 1)
         self.server = StratumServer(self.router, config.limits, config.vardiff, self.accounting,
-                                    self.metrics, self.executor, workers)
+                                    self.metrics, self.hashers)
         self.writer = ShareWriter(self.accounting, dsn, config.spill_dir, config.share_buffer_max,
                                   config.share_flush_s) if dsn else None
         self.upstreams: list[Upstream] = []
@@ -122,6 +120,7 @@ class Proxy:
                              previous=move.previous, active=move.active)
 
     async def start(self) -> None:
+        await self.hashers.start()
         for upstream in list(self.upstreams):
             await upstream.start()
         listen = self.config.listen
@@ -193,7 +192,7 @@ class Proxy:
                 await upstream.close()
         if self.writer is not None:
             await self.writer.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.hashers.close()
 
 
 async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,

@@ -32,6 +32,8 @@ class Connection(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def write_now(self, data: bytes) -> None: ...
+
 
 @dataclass
 class Member:
@@ -376,8 +378,10 @@ class Router:
         if job.epoch != self.book.current_epoch(job.upstream) or job.upstream not in self._current:
             return False
         group = self._group_of(job.upstream)
-        if group is not None and any(r.active == group.name for r in self.routes.values()):
-            return True
+        if group is not None:
+            for route in self.routes.values():  # a loop, not any(): this runs for every share
+                if route.active == group.name:
+                    return True
         left = self._left_at.get(job.upstream)
         return left is not None and now - left <= self.grace_s
 
@@ -397,7 +401,7 @@ class Router:
                 continue
             data = conn.session.notify_data(job, now)
             if data:
-                conn.write(data)
+                conn.write_now(data)
         if self.on_fan_out is not None:
             self.on_fan_out(time.perf_counter() - started, len(members))
 

@@ -1,8 +1,8 @@
-"""The asyncio shell around miner sessions: listeners, limits, timeouts, hashing off the loop.
+"""The asyncio shell around miner sessions: listeners, limits, timeouts; shares go to the hashers.
 
 Each connection is an `asyncio.Protocol` (cheaper than streams at ten thousand miners). Bytes go
 through the codec into the sans-I/O `MinerSession`; its actions come back here to be written,
-hashed in the executor, counted, or turned into a close with a reason.
+hashed by the helper processes, counted, or turned into a close with a reason.
 """
 
 import asyncio
@@ -12,12 +12,11 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Executor
 
 from mining import stratum
-from mining.hashing import scrypt_pow
 from proxy import validate
 from proxy.accounting import Accounting
+from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
 from proxy.router import Router
 from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
@@ -29,50 +28,10 @@ from qscrypt.log import get_logger
 
 _MAX_IN_FLIGHT = 256
 """Shares of one connection waiting for their hash; beyond this the miner is flooding."""
-
-
-def _hash_all(headers: list[bytes]) -> list[bytes]:
-    return [scrypt_pow(header) for header in headers]
-
-
-class ShareHasher:
-    """Hashes shares off the event loop in batches: the shares that arrive in one loop iteration
-    are split into one chunk per worker thread, so a burst costs a few executor hand-offs instead
-    of one per share (the hand-off is a sixth of a scrypt hash here)."""
-
-    def __init__(self, executor: Executor | None, workers: int) -> None:
-        self.executor = executor
-        self.workers = max(1, workers)
-        self._pending: list[tuple[bytes, asyncio.Future[bytes]]] = []
-
-    def hash(self, header: bytes) -> asyncio.Future[bytes]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((header, future))
-        return future
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        loop = asyncio.get_running_loop()
-        size = -(-len(batch) // self.workers)
-        for start in range(0, len(batch), size):
-            chunk = batch[start:start + size]
-            done = loop.run_in_executor(self.executor, _hash_all, [header for header, _ in chunk])
-            done.add_done_callback(lambda f, chunk=chunk: self._resolve(f, chunk))  # type: ignore[misc]
-
-    @staticmethod
-    def _resolve(done: "asyncio.Future[list[bytes]]",
-                 chunk: list[tuple[bytes, asyncio.Future[bytes]]]) -> None:
-        error = done.exception()
-        for index, (_, future) in enumerate(chunk):
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(done.result()[index])
+_QUEUE_HIGH = 1024
+"""Shares waiting for a hasher (~160 ms of work on two cores) beyond which miners' input is left
+unread: a burst is parsed as the hashers free up, not all at once, so the loop keeps answering and
+feeding them, and memory stays bounded."""
 
 
 class TokenBucket:
@@ -105,6 +64,8 @@ class MinerConnection(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         self.bucket: TokenBucket
+        self._out: list[bytes] = []
+        self._unread: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
@@ -127,6 +88,21 @@ class MinerConnection(asyncio.Protocol):
             return
         now = time.monotonic()
         self.last_activity = now
+        if self._unread or self.server.hashers_behind():
+            # Backpressure: leave the bytes unparsed and stop reading until the hashers catch up.
+            self._unread.append(data)
+            self.server.hold(self)
+            return
+        self._consume(data, now)
+
+    def resume(self) -> None:
+        """Parse what arrived while held (the transport reads again)."""
+        data = b"".join(self._unread)
+        self._unread.clear()
+        if data and not self.closed:
+            self._consume(data, time.monotonic())
+
+    def _consume(self, data: bytes, now: float) -> None:
         for event in self.codec.feed(data):
             if self.closed:
                 return
@@ -156,8 +132,32 @@ class MinerConnection(asyncio.Protocol):
                 self.close(action.reason)
 
     def write(self, data: bytes) -> None:
+        """Buffered to the end of this loop iteration: replies to pipelined shares leave in one
+        send() instead of one each."""
         if self.closed:
             return
+        if not self._out:
+            self.server.flush_soon(self)
+        self._out.append(data)
+
+    def write_now(self, data: bytes) -> None:
+        """Anything buffered, then `data`, handed to the socket now (job fan-out)."""
+        if self.closed:
+            return
+        if self._out:
+            self._out.append(data)
+            self.flush()
+        else:
+            self._send(data)
+
+    def flush(self) -> None:
+        if self.closed or not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.server.limits.write_buffer_bytes:
@@ -171,6 +171,9 @@ class MinerConnection(asyncio.Protocol):
         self.close_reason = reason
         self.server.metrics.disconnects.labels(reason.split(":")[0]).inc()
         assert self.transport is not None
+        if self._out and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))  # replies already due go before the reason
+        self._out.clear()
         if notify and not self.transport.is_closing():
             with contextlib.suppress(Exception):
                 self.transport.write(stratum.notify("client.show_message", [f"qscrypt: {reason}"]))
@@ -189,17 +192,20 @@ class MinerConnection(asyncio.Protocol):
 
 class StratumServer:
     def __init__(self, router: Router, limits: LimitsConfig, vardiff: VardiffConfig,
-                 accounting: Accounting, metrics: ProxyMetrics, executor: Executor | None = None,
-                 hash_workers: int = 1) -> None:
+                 accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool) -> None:
         self.router = router
         self.limits = limits
         self.vardiff = vardiff
         self.accounting = accounting
         self.metrics = metrics
-        self.hasher = ShareHasher(executor, hash_workers)
+        self.hasher = hasher
+        self._accepted_shares = metrics.shares.labels("accepted", "")
         self.ids = itertools.count(1)
         self.log = get_logger(component="stratum")
         self.connections: set[MinerConnection] = set()
+        self._unflushed: list[MinerConnection] = []
+        self._held: dict[MinerConnection, None] = {}  # insertion order: oldest first
+        hasher.on_room = self._release_held
         self.per_ip: Counter[str] = Counter()
         self.banned: dict[str, float] = {}
         self._share_counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
@@ -207,6 +213,36 @@ class StratumServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_share: Callable[[MinerConnection, ShareCandidate, Verdict], None] | None = None
+
+    # -- backpressure -------------------------------------------------------------------------------
+
+    def hashers_behind(self) -> bool:
+        return self.hasher.queued >= _QUEUE_HIGH
+
+    def hold(self, conn: MinerConnection) -> None:
+        if conn not in self._held and conn.transport is not None:
+            conn.transport.pause_reading()
+            self._held[conn] = None
+
+    def _release_held(self) -> None:
+        """The hashers have room: let held miners in, oldest first, until they fill it again."""
+        while self._held and not self.hashers_behind():
+            conn = next(iter(self._held))
+            del self._held[conn]
+            if conn.closed or conn.transport is None:
+                continue
+            conn.transport.resume_reading()
+            conn.resume()
+
+    def flush_soon(self, conn: MinerConnection) -> None:
+        if not self._unflushed:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unflushed.append(conn)
+
+    def _flush(self) -> None:
+        unflushed, self._unflushed = self._unflushed, []
+        for conn in unflushed:
+            conn.flush()
 
     def new_vardiff(self) -> Vardiff:
         v = self.vardiff
@@ -288,16 +324,12 @@ class StratumServer:
             conn.close("too many shares in flight")
             return
         conn.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._hash_and_judge(conn, check))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.hasher.hash(check.candidate.header, self._judge, (conn, check))
 
-    async def _hash_and_judge(self, conn: MinerConnection, check: Check) -> None:
+    def _judge(self, pending: tuple[MinerConnection, Check], pow_hash: bytes) -> None:
+        conn, check = pending
+        conn.in_flight -= 1
         candidate = check.candidate
-        try:
-            pow_hash = await self.hasher.hash(candidate.header)
-        finally:
-            conn.in_flight -= 1
         verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, time.monotonic())
         if verdict.meets_upstream:
             # Forward first: a block must never wait behind the miner's reply or bookkeeping.
@@ -305,7 +337,7 @@ class StratumServer:
         if not conn.closed:
             conn.deliver(actions)
         if verdict.accepted:
-            self.metrics.shares.labels("accepted", "").inc()
+            self._accepted_shares.inc()
             upstream = self.router.upstream(candidate.job.upstream)
             self.accounting.accepted(candidate.worker, candidate.job.upstream, candidate.job.id,
                                      candidate.difficulty, verdict.share_difficulty,

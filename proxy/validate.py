@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from mining import stratum
 from mining.hashing import hash_to_int
-from mining.job import parse_hex, parse_u32_hex
+from mining.job import parse_u32_hex
 from mining.target import hash_share_difficulty
 from proxy.jobs import ProxyJob
 
@@ -24,7 +24,9 @@ class Rejection:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+# ShareCandidate and Verdict are made per share: not frozen, since frozen construction costs ~1 µs
+# more each (measured). Treat them as immutable all the same.
+@dataclass(slots=True)
 class ShareCandidate:
     """A share that passed every cheap check; its header awaits the scrypt hash."""
 
@@ -39,7 +41,7 @@ class ShareCandidate:
     difficulty: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     accepted: bool
     share_difficulty: float
@@ -63,14 +65,15 @@ def reject(code: int, reason: str, message: str) -> Rejection:
 
 
 def parse_submit(params: list[object]) -> tuple[str, str, bytes, int, int] | Rejection:
+    """The codec has checked the count and types (strings, hex); what is left is the sizes."""
+    worker, job_id, extranonce2_hex, ntime_hex, nonce_hex = params[:5]
+    assert isinstance(worker, str) and isinstance(job_id, str) and isinstance(extranonce2_hex, str)
     try:
-        worker, job_id = params[0], params[1]
-        extranonce2 = parse_hex(params[2], "extranonce2")
-        ntime = parse_u32_hex(params[3], "ntime")
-        nonce = parse_u32_hex(params[4], "nonce")
-    except (ValueError, IndexError) as exc:
+        extranonce2 = bytes.fromhex(extranonce2_hex)
+        ntime = parse_u32_hex(ntime_hex, "ntime")
+        nonce = parse_u32_hex(nonce_hex, "nonce")
+    except ValueError as exc:
         return reject(stratum.OTHER, MALFORMED, f"malformed share: {exc}")
-    assert isinstance(worker, str) and isinstance(job_id, str)  # the codec checked the types
     return worker, job_id, extranonce2, ntime, nonce
 
 

@@ -1,0 +1,171 @@
+"""Scrypt for share checks, in helper processes beside the event loop.
+
+`hashlib.scrypt` releases the GIL, but a hashing thread must take the GIL back between two
+hashes; while the event loop holds it (parsing, replying, fanning out jobs) the thread waits and
+its core idles. Measured here with the loop busy half the time: two hashing threads did 3.0 kH/s,
+two hashing processes 4.9 kH/s (BENCHMARKS.md). So each hasher is a small process that reads
+80-byte headers from a pipe and writes their 32-byte hashes back in the same order: no framing,
+no pickling, and a burst of shares costs a few pipe writes, not one per share.
+
+A hasher that dies is started again and given back every header it had not answered, so no
+share is lost or answered twice.
+"""
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from mining.hashing import scrypt_pow
+from qscrypt.log import get_logger
+
+HEADER_BYTES = 80
+HASH_BYTES = 32
+_READ_HEADERS = 32
+"""Headers a hasher takes per read: its answers stream back every ~10 ms under load."""
+_IN_HAND = 4 * _READ_HEADERS
+"""Headers sent to one hasher and not yet answered (~40 ms of work): enough that it never waits
+for a busy loop."""
+_FEED_EVERY = 16
+_QUEUE_LOW = 256
+
+Hashed = Callable[[Any, bytes], None]
+"""Called with the context given to `hash` and the header's scrypt hash."""
+
+
+class _Hasher:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.waiting: deque[tuple[bytes, Hashed, object]] = deque()
+        self.reader: asyncio.Task[None] | None = None
+
+
+class HasherPool:
+    """`hash(header, done, context)` calls `done(context, pow_hash)` on the event loop once a hasher
+    answers (a context instead of a closure: this runs for every share)."""
+
+    def __init__(self, processes: int) -> None:
+        self.size = max(1, processes)
+        self.restarts = 0
+        self.log = get_logger(component="hashers")
+        self._hashers = [_Hasher(i) for i in range(self.size)]
+        self._queue: deque[tuple[bytes, Hashed, object]] = deque()
+        self._closing = False
+        self.on_room: Callable[[], None] | None = None
+        """Called when the queue runs low: the place to let held-back input in."""
+
+    @property
+    def queued(self) -> int:
+        """Headers not yet handed to a hasher."""
+        return len(self._queue)
+
+    async def start(self) -> None:
+        for hasher in self._hashers:
+            await self._spawn(hasher)
+
+    async def _spawn(self, hasher: _Hasher) -> None:
+        hasher.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy.hashers",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        hasher.reader = asyncio.get_running_loop().create_task(self._read(hasher),
+                                                               name=f"hasher-{hasher.index}")
+        # Headers it had not answered when its predecessor died, in their order.
+        if hasher.waiting:
+            self._send(hasher, b"".join(item[0] for item in hasher.waiting))
+        self._feed()
+
+    def hash(self, header: bytes, done: Hashed, context: object = None) -> None:
+        if len(header) != HEADER_BYTES:
+            raise ValueError(f"a block header is {HEADER_BYTES} bytes, got {len(header)}")
+        if not self._queue:
+            asyncio.get_running_loop().call_soon(self._feed)
+        self._queue.append((header, done, context))
+        if len(self._queue) >= _FEED_EVERY:
+            # A burst of shares parsed in one loop iteration (one read of many connections) would
+            # otherwise reach the hashers only when the iteration ends, leaving them idle meanwhile.
+            self._feed()
+
+    def _feed(self) -> None:
+        """Top every running hasher up to `_IN_HAND` headers from the queue. Handing out work as
+        answers come back (not all of a burst at once) keeps the hashers' queues even, so one is
+        never left hashing a long tail while the other idles."""
+        if self._closing:
+            return
+        for hasher in self._hashers:
+            room = _IN_HAND - len(hasher.waiting)
+            if room <= 0 or not self._queue or hasher.process is None or hasher.process.returncode is not None:
+                continue
+            chunk = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
+            hasher.waiting.extend(chunk)
+            self._send(hasher, b"".join(item[0] for item in chunk))
+
+    @staticmethod
+    def _send(hasher: _Hasher, data: bytes) -> None:
+        assert hasher.process is not None and hasher.process.stdin is not None
+        with contextlib.suppress(ConnectionError):  # it died; _read restarts it and resends
+            hasher.process.stdin.write(data)
+
+    async def _read(self, hasher: _Hasher) -> None:
+        assert hasher.process is not None and hasher.process.stdout is not None
+        stdout = hasher.process.stdout
+        pending = b""
+        while True:
+            data = await stdout.read(HASH_BYTES * _READ_HEADERS * 4)
+            if not data:
+                break
+            pending += data
+            count = len(pending) // HASH_BYTES
+            for i in range(count):
+                _, done, context = hasher.waiting.popleft()
+                try:
+                    done(context, pending[i * HASH_BYTES:(i + 1) * HASH_BYTES])
+                except Exception:
+                    # A bug in one share's handling must not stall every share behind it.
+                    self.log.exception("hashers.callback_failed")
+            pending = pending[count * HASH_BYTES:]
+            self._feed()
+            if self.on_room is not None and len(self._queue) < _QUEUE_LOW:
+                self.on_room()
+        if self._closing:
+            return
+        code = await hasher.process.wait()
+        self.restarts += 1
+        self.log.error("hashers.died", hasher=hasher.index, exit_code=code, unanswered=len(hasher.waiting))
+        await self._spawn(hasher)
+
+    async def close(self) -> None:
+        self._closing = True
+        for hasher in self._hashers:
+            if hasher.process is None:
+                continue
+            if hasher.process.stdin is not None:
+                hasher.process.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                hasher.process.kill()
+            await hasher.process.wait()
+            if hasher.reader is not None:
+                hasher.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await hasher.reader
+
+
+def serve(stdin: int = 0, stdout: int = 1) -> None:
+    """The hasher process: headers in, hashes out, in order, until its input closes."""
+    pending = b""
+    while data := os.read(stdin, HEADER_BYTES * _READ_HEADERS):
+        pending += data
+        count = len(pending) // HEADER_BYTES
+        view = memoryview(pending)
+        out = b"".join(scrypt_pow(bytes(view[i * HEADER_BYTES:(i + 1) * HEADER_BYTES])) for i in range(count))
+        pending = pending[count * HEADER_BYTES:]
+        while out:
+            out = out[os.write(stdout, out):]
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        serve()
