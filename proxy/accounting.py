@@ -32,7 +32,18 @@ class WorkerStats:
     rejected: Counter[str] = field(default_factory=Counter)
     accepted_difficulty: float = 0.0
     last_share_at: float | None = None
-    _window: deque[tuple[float, float]] = field(default_factory=deque)
+    _window: deque[list[float]] = field(default_factory=deque)
+    """[second, difficulty accepted in it]: one entry per second, however many shares it held."""
+
+    def add_accepted(self, now: float, difficulty: float) -> None:
+        self.accepted += 1
+        self.accepted_difficulty += difficulty
+        self.last_share_at = now
+        second = float(int(now))
+        if self._window and self._window[-1][0] == second:
+            self._window[-1][1] += difficulty
+        else:
+            self._window.append([second, difficulty])
 
     def hashrate(self, now: float, window_s: float) -> float:
         while self._window and self._window[0][0] < now - window_s:
@@ -50,8 +61,11 @@ class CoinTally:
 
 
 class Accounting:
-    def __init__(self, window_s: float = 300.0) -> None:
+    def __init__(self, window_s: float = 300.0, keep_rows: bool = True) -> None:
+        """`keep_rows`: queue a row per share for a `ShareWriter`; without a database nothing would
+        ever drain them."""
         self.window_s = window_s
+        self.keep_rows = keep_rows
         self.workers: dict[str, WorkerStats] = {}
         self.queue: deque[ShareRow] = deque()
         self.coins: dict[tuple[str, str], CoinTally] = {}
@@ -87,13 +101,10 @@ class Accounting:
         now = time.monotonic()
         if coin:
             self._tally(worker, coin).difficulty += difficulty
-        stats = self._stats(worker)
-        stats.accepted += 1
-        stats.accepted_difficulty += difficulty
-        stats.last_share_at = now
-        stats._window.append((now, difficulty))
-        self.queue.append((datetime.now(UTC), worker, upstream, job_id, difficulty, share_diff,
-                           "accepted", None, block_hash))
+        self._stats(worker).add_accepted(now, difficulty)
+        if self.keep_rows:
+            self.queue.append((datetime.now(UTC), worker, upstream, job_id, difficulty, share_diff,
+                               "accepted", None, block_hash))
 
     def rejected(self, worker: str, upstream: str, job_id: str, difficulty: float, reason: str,
                  stale: bool) -> None:
@@ -102,8 +113,9 @@ class Accounting:
             stats.stale += 1
         else:
             stats.rejected[reason] += 1
-        self.queue.append((datetime.now(UTC), worker, upstream, job_id, difficulty, None,
-                           "stale" if stale else "rejected", reason, None))
+        if self.keep_rows:
+            self.queue.append((datetime.now(UTC), worker, upstream, job_id, difficulty, None,
+                               "stale" if stale else "rejected", reason, None))
 
 
 def _row_to_json(row: ShareRow) -> str:

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import socket
 import ssl
 import time
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from qscrypt.config import ProxyConfig, UpstreamConfig
 
 if TYPE_CHECKING:
     from proxy.coordinator.config import CoordinatorConfig
+    from proxy.supervisor import WorkerLink
 from qscrypt.log import get_logger
 
 _MAX_WORKER_NAME = 128
@@ -40,7 +42,7 @@ class Proxy:
         self.dsn = dsn
         self.log = get_logger(component="proxy")
         self.metrics = ProxyMetrics()
-        self.accounting = Accounting()
+        self.accounting = Accounting(keep_rows=dsn is not None)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize, self._on_move,
@@ -55,6 +57,7 @@ class Proxy:
                                   config.share_flush_s) if dsn else None
         self.upstreams: list[Upstream] = []
         self.ports: dict[str, int] = {}
+        self.link: WorkerLink | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         for upstream_config in config.upstreams:
@@ -119,18 +122,34 @@ class Proxy:
             self.log.warning("switch_event.not_recorded", error=str(exc), profile=move.profile,
                              previous=move.previous, active=move.active)
 
-    async def start(self) -> None:
+    async def start(self, link_fd: int | None = None) -> None:
+        """Listen on the configured ports, or, as a worker of a multi-process proxy, serve the
+        connections its supervisor passes over `link_fd` (which also serves the metrics)."""
         await self.hashers.start()
         for upstream in list(self.upstreams):
             await upstream.start()
         listen = self.config.listen
-        self.ports["tcp"] = await self.server.listen(listen.host, listen.port)
+        tls = None
         if listen.tls_port is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
-            self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, context)
-        if self.config.metrics_port:
-            start_http_server(self.config.metrics_port, registry=self.metrics.registry)
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
+        if link_fd is not None:
+            from proxy.supervisor import WorkerLink
+
+            def adopt(sock: socket.socket, kind: str) -> None:
+                self.server.adopt(sock, tls if kind == "tls" else None)
+
+            self.link = WorkerLink(link_fd, adopt, self.server.ban)
+            self.server.on_gone = self.link.closed
+            self.server.on_banned = self.link.banned
+            self.link.start()
+            self.link.ready()
+        else:
+            self.ports["tcp"] = await self.server.listen(listen.host, listen.port)
+            if tls is not None and listen.tls_port is not None:
+                self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, tls)
+            if self.config.metrics_port:
+                start_http_server(self.config.metrics_port, registry=self.metrics.registry)
         if self.writer is not None:
             await self.writer.start()
         if self.decisions is not None:
@@ -196,11 +215,12 @@ class Proxy:
 
 
 async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
-                    coordinator: "CoordinatorConfig | None" = None) -> None:
+                    coordinator: "CoordinatorConfig | None" = None, link_fd: int | None = None) -> None:
     """The proxy until `stop`; with `coordinator`, also the Kafka fan-out of one upstream's work,
-    crediting its workers in the proxy's own accounting."""
+    crediting its workers in the proxy's own accounting. With `link_fd` it is one worker of a
+    multi-process proxy and also stops when its supervisor is gone."""
     proxy = Proxy(config, dsn)
-    await proxy.start()
+    await proxy.start(link_fd)
     fan_out = None
     if coordinator is not None:
         from proxy.coordinator.run import run_coordinator
@@ -208,9 +228,13 @@ async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
         fan_out = asyncio.create_task(run_coordinator(coordinator, config, dsn, stop,
                                                       accounting=proxy.accounting), name="coordinator")
     try:
-        await stop.wait()
+        if proxy.link is None:
+            await stop.wait()
+        else:
+            lost = asyncio.create_task(proxy.link.lost.wait())
+            await asyncio.wait([asyncio.create_task(stop.wait()), lost], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
     finally:
         if fan_out is not None:
             await fan_out
         await proxy.close()
-

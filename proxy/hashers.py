@@ -97,7 +97,8 @@ class HasherPool:
             return
         for hasher in self._hashers:
             room = _IN_HAND - len(hasher.waiting)
-            if room <= 0 or not self._queue or hasher.process is None or hasher.process.returncode is not None:
+            running = hasher.process is not None and hasher.process.returncode is None
+            if room <= 0 or not self._queue or not running:
                 continue
             chunk = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
             hasher.waiting.extend(chunk)

@@ -1,5 +1,7 @@
 """Prometheus metrics of the proxy. Label sets are bounded: reasons and upstreams are few, and
-per-worker figures are exported only for the top workers by hashrate."""
+per-worker figures are exported only for the top workers by hashrate. In a multi-process proxy
+(proxy.supervisor) the supervisor serves every worker's figures: counters and histograms summed,
+gauges summed or, with `liveall`, one series per worker process (a `pid` label)."""
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -9,7 +11,8 @@ class ProxyMetrics:
         self.registry = registry or CollectorRegistry()
         self.top_workers = top_workers
         r = self.registry
-        self.miners = Gauge("qscrypt_miners_connected", "Miner connections held", registry=r)
+        self.miners = Gauge("qscrypt_miners_connected", "Miner connections held", registry=r,
+                            multiprocess_mode="livesum")
         self.shares = Counter("qscrypt_shares_total", "Shares by result and reason",
                               ["result", "reason"], registry=r)
         self.protocol_errors = Counter("qscrypt_protocol_errors_total", "Malformed lines from miners",
@@ -18,14 +21,15 @@ class ProxyMetrics:
                                    ["reason"], registry=r)
         self.bans = Counter("qscrypt_ip_bans_total", "IPs banned for invalid shares", registry=r)
         self.worker_hashrate = Gauge("qscrypt_worker_hashrate_hs", "Estimated hashrate (top workers)",
-                                     ["worker"], registry=r)
+                                     ["worker"], registry=r, multiprocess_mode="liveall")
         self.worker_difficulty = Gauge("qscrypt_worker_difficulty", "Current difficulty (top workers)",
-                                       ["worker"], registry=r)
-        self.total_hashrate = Gauge("qscrypt_hashrate_hs", "Estimated hashrate of all miners", registry=r)
+                                       ["worker"], registry=r, multiprocess_mode="liveall")
+        self.total_hashrate = Gauge("qscrypt_hashrate_hs", "Estimated hashrate of all miners", registry=r,
+                                    multiprocess_mode="livesum")
         self.upstream_up = Gauge("qscrypt_upstream_up", "1 when the upstream is ready", ["upstream"],
-                                 registry=r)
+                                 registry=r, multiprocess_mode="liveall")
         self.upstream_active = Gauge("qscrypt_upstream_active", "1 for the upstream miners mine on",
-                                     ["upstream"], registry=r)
+                                     ["upstream"], registry=r, multiprocess_mode="liveall")
         self.upstream_submits = Counter("qscrypt_upstream_submits_total", "Shares submitted upstream",
                                         ["upstream", "result"], registry=r)
         self.upstream_latency = Histogram("qscrypt_upstream_submit_seconds", "Upstream submit latency",
@@ -39,7 +43,7 @@ class ProxyMetrics:
                                 ["profile"], registry=r)
         self.blocks = Counter("qscrypt_blocks_total", "Blocks submitted", ["upstream", "result"], registry=r)
         self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
-                                  registry=r)
+                                  registry=r, multiprocess_mode="livesum")
 
     def set_top_workers(self, figures: list[tuple[str, float, float]]) -> None:
         """(worker, hashrate, difficulty) for every worker; only the top N keep a label."""

@@ -8,6 +8,7 @@ hashed by the helper processes, counted, or turned into a close with a reason.
 import asyncio
 import contextlib
 import itertools
+import socket
 import ssl
 import time
 from collections import Counter
@@ -188,6 +189,8 @@ class MinerConnection(asyncio.Protocol):
             self.closed = True
             self.close_reason = "peer closed"
             self.server.detach(self)
+        if self.server.on_gone is not None:
+            self.server.on_gone(self.ip)
 
 
 class StratumServer:
@@ -213,6 +216,10 @@ class StratumServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_share: Callable[[MinerConnection, ShareCandidate, Verdict], None] | None = None
+        # A worker of a multi-process proxy reports these to its supervisor (proxy.supervisor).
+        self.on_gone: Callable[[str], None] | None = None
+        """Told the IP of every connection that has ended, once each."""
+        self.on_banned: Callable[[str, float], None] | None = None
 
     # -- backpressure -------------------------------------------------------------------------------
 
@@ -260,6 +267,26 @@ class StratumServer:
         bound = server.sockets[0].getsockname()[1]
         self.log.info("stratum.listening", host=host, port=bound, tls=tls is not None)
         return int(bound)
+
+    def adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        """Serve a connection another process accepted (the supervisor of a multi-process proxy)."""
+        ip = "?"
+        with contextlib.suppress(OSError):
+            ip = sock.getpeername()[0]
+        self._spawn(self._adopt(sock, tls, ip))
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
+
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: MinerConnection(self), sock, ssl=tls)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            # No protocol was made (a failed TLS handshake, a peer already gone): its slot ends here.
+            self.log.info("miner.handshake_failed", ip=ip, error=str(exc))
+            sock.close()
+            if self.on_gone is not None:
+                self.on_gone(ip)
 
     async def close(self) -> None:
         for server in self._servers:
@@ -391,9 +418,15 @@ class StratumServer:
             counts[1] //= 2
 
     def _ban(self, ip: str) -> None:
-        self.banned[ip] = time.monotonic() + self.limits.ban_seconds
-        self._share_counts.pop(ip, None)
         self.metrics.bans.inc()
         self.log.warning("miner.banned", ip=ip, seconds=self.limits.ban_seconds)
+        self.ban(ip, self.limits.ban_seconds)
+        if self.on_banned is not None:
+            self.on_banned(ip, self.limits.ban_seconds)
+
+    def ban(self, ip: str, seconds: float) -> None:
+        """Refuse `ip` for `seconds` and close its connections (also when another worker banned it)."""
+        self.banned[ip] = time.monotonic() + seconds
+        self._share_counts.pop(ip, None)
         for conn in [c for c in self.connections if c.ip == ip]:
             conn.close("IP temporarily banned for invalid shares")

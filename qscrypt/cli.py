@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -53,8 +54,10 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
     from proxy.app import run_proxy
+    from proxy.supervisor import CONTROL_FD_ENV, DSN_ENV, WORKER_ENV, run_supervisor, worker_command
 
-    dsn = database_dsn(config) if not args.no_database else None
+    # A worker of a multi-process proxy gets its database from the supervisor (already migrated).
+    dsn = database_dsn(config) if not args.no_database and WORKER_ENV not in os.environ else None
 
     coordinator = None
     if config.coordinator:
@@ -68,9 +71,23 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
             from qscrypt.db.migrate import migrate
 
             await migrate(dsn)
-        await run_proxy(config.proxy, dsn, _stop_event(), coordinator)
+        if config.proxy.workers > 1:
+            command = worker_command(args.config, args.no_database)
+            await run_supervisor(config.proxy, command, dsn, _stop_event())
+        else:
+            await run_proxy(config.proxy, dsn, _stop_event(), coordinator)
         return 0
 
+    async def worker(index: int, link_fd: int) -> int:
+        # The coordinator has its own upstream session: one per proxy, in its first worker.
+        await run_proxy(config.proxy, os.environ.get(DSN_ENV), _stop_event(),
+                        coordinator if index == 0 else None, link_fd)
+        return 0
+
+    if WORKER_ENV in os.environ:
+        index = int(os.environ[WORKER_ENV].split("/")[0])
+        link_fd = int(os.environ[CONTROL_FD_ENV])
+        return _run(lambda: worker(index, link_fd))
     return _run(main)
 
 

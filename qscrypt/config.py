@@ -172,6 +172,8 @@ class ProxyConfig:
     """With auth_mode = "tokens": accepted passwords (or from the workers table)."""
     metrics_port: int | None = 9100
     """Prometheus /metrics port; 0 disables it."""
+    workers: int = 1
+    """Event-loop processes behind the listening ports (proxy.supervisor); 1: a single process."""
     hash_processes: int = 0
     """Helper processes that hash shares; 0: one per core."""
     share_flush_s: float = 1.0
@@ -181,6 +183,8 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.extranonce_prefix_size <= 4:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
+        if self.workers < 1:
+            raise ConfigError("proxy.workers", "must be 1 or more")
         if self.hash_processes < 0:
             raise ConfigError("proxy.hash_processes", "must be 0 (one per core) or more")
         names = [u.name for u in self.upstreams]

@@ -1,0 +1,373 @@
+"""Several event loops behind one port: a supervisor accepts miners and hands each connection to
+the worker process holding the fewest.
+
+One asyncio loop is one core: writing a job to 10,000 sockets is ~90 ms of it here. With
+`proxy.workers = N` the supervisor owns the listening sockets, accepts, applies the limits that
+must hold across all workers (total connections, per IP, bans) and passes the socket to a worker
+over a Unix socket (SCM_RIGHTS). Each worker is a whole proxy — its own upstream sessions, router,
+hashers and accounting — so a job reaches N sets of miners in parallel. Accepting here rather than
+in every worker with SO_REUSEPORT costs one sendmsg per connection and buys exact global limits
+and load-aware placement (the kernel's hash would ignore load and spread a NATed farm blindly).
+
+Workers' upstream sessions are their own, so miners of two workers never share an extranonce1:
+pools give every session its own, and the daemon upstream draws 4 random bytes per instance.
+A miner resuming its session id on another worker gets a fresh extranonce1, as at any pool.
+
+Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
+supervisor → worker `{"conn": "tcp"|"tls", "ip": …}` + the socket, `{"ban": ip, "seconds": s}`;
+worker → supervisor `{"ready": true}` (upstreams started), `{"closed": ip}`, `{"ban": ip, "seconds": s}`.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mining import stratum
+from qscrypt.config import ProxyConfig
+from qscrypt.log import get_logger
+
+CONTROL_FD_ENV = "QSCRYPT_CONTROL_FD"
+WORKER_ENV = "QSCRYPT_WORKER"
+"""`INDEX/COUNT` of a worker process."""
+DSN_ENV = "QSCRYPT_PROXY_DSN"
+"""The database the supervisor resolved, handed to workers outside their command line."""
+_MESSAGE_MAX = 4096
+_RESTART_DELAY_S = 1.0
+
+
+def _encode(message: dict[str, object]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+class WorkerLink:
+    """The worker's end of the control socket: sockets in, closes and bans out."""
+
+    def __init__(self, fd: int, adopt: Callable[[socket.socket, str], None],
+                 banned_elsewhere: Callable[[str, float], None]) -> None:
+        self.sock = socket.socket(fileno=fd)
+        self.sock.setblocking(False)
+        self._adopt = adopt
+        self._banned_elsewhere = banned_elsewhere
+        self._outbox: list[bytes] = []
+        self.lost = asyncio.Event()
+        """Set when the supervisor is gone: the worker should stop."""
+        self.log = get_logger(component="worker-link")
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.sock, _MESSAGE_MAX, 4)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+                self.lost.set()
+                return
+            try:
+                message = json.loads(data)
+            except ValueError:
+                message = {}
+            if "conn" in message and fds:
+                self._adopt(socket.socket(fileno=fds[0]), str(message["conn"]))
+                fds = fds[1:]
+            elif "ban" in message:
+                self._banned_elsewhere(str(message["ban"]), float(message.get("seconds", 0)))
+            for fd in fds:  # anything unexpected must not leak
+                os.close(fd)
+
+    def ready(self) -> None:
+        """Upstreams started: the supervisor may hand this worker miners."""
+        self._send({"ready": True})
+
+    def closed(self, ip: str) -> None:
+        self._send({"closed": ip})
+
+    def banned(self, ip: str, seconds: float) -> None:
+        self._send({"ban": ip, "seconds": seconds})
+
+    def _send(self, message: dict[str, object]) -> None:
+        data = _encode(message)
+        if not self._outbox:
+            try:
+                self.sock.send(data)
+                return
+            except BlockingIOError:
+                asyncio.get_running_loop().add_writer(self.sock.fileno(), self._drain)
+            except OSError:
+                return  # the supervisor is gone; `lost` stops this worker
+        self._outbox.append(data)
+
+    def _drain(self) -> None:
+        while self._outbox:
+            try:
+                self.sock.send(self._outbox[0])
+            except BlockingIOError:
+                return
+            except OSError:
+                self._outbox.clear()
+                break
+            self._outbox.pop(0)
+        asyncio.get_running_loop().remove_writer(self.sock.fileno())
+
+
+@dataclass
+class _Worker:
+    index: int
+    control: socket.socket | None = None
+    process: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    ips: Counter[str] = field(default_factory=Counter)
+    """Connections this worker holds, by IP."""
+
+    @property
+    def connections(self) -> int:
+        return self.ips.total()
+
+    @property
+    def up(self) -> bool:
+        return self.ready and self.control is not None and self.process is not None and \
+            self.process.returncode is None
+
+
+class Supervisor:
+    """Runs `config.workers` proxy processes and feeds them connections until `stop`."""
+
+    def __init__(self, config: ProxyConfig, worker_command: list[str], dsn: str | None) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.worker_command = worker_command
+        self.dsn = dsn
+        self.workers = [_Worker(i) for i in range(config.workers)]
+        self.per_ip: Counter[str] = Counter()
+        self.banned: dict[str, float] = {}
+        self.ports: dict[str, int] = {}
+        self.refused = 0
+        self._listeners: list[socket.socket] = []
+        self._metrics_dir = ""
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.log = get_logger(component="supervisor")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        listen = self.config.listen
+        self.ports["tcp"] = self._listen(listen.host, listen.port, "tcp")
+        if listen.tls_port is not None:
+            self.ports["tls"] = self._listen(listen.host, listen.tls_port, "tls")
+        self._metrics_dir = tempfile.mkdtemp(prefix="qscrypt-metrics-")
+        if self.config.metrics_port:
+            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self._metrics_dir)
+            start_http_server(self.config.metrics_port, registry=registry)
+        for worker in self.workers:
+            await self._spawn(worker)
+        self.log.info("supervisor.started", workers=len(self.workers), **self.ports)
+
+    def _listen(self, host: str, port: int, kind: str) -> int:
+        sock = socket.create_server((host, port), backlog=4096, reuse_port=False)
+        sock.setblocking(False)
+        self._listeners.append(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock, kind)
+        return int(sock.getsockname()[1])
+
+    async def _spawn(self, worker: _Worker) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        env = dict(os.environ)
+        env[CONTROL_FD_ENV] = str(theirs.fileno())
+        env[WORKER_ENV] = f"{worker.index}/{len(self.workers)}"
+        env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
+        if self.dsn:
+            env[DSN_ENV] = self.dsn
+        worker.process = await asyncio.create_subprocess_exec(
+            *self.worker_command, env=env, pass_fds=(theirs.fileno(),))
+        theirs.close()
+        worker.control = ours
+        worker.ready = False
+        worker.ips.clear()
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._from_worker, worker)
+        task = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker-{worker.index}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, worker: _Worker) -> None:
+        assert worker.process is not None
+        code = await worker.process.wait()
+        self._forget(worker)
+        if self._closing:
+            return
+        self.log.error("supervisor.worker_died", worker=worker.index, exit_code=code)
+        with contextlib.suppress(Exception):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.process.pid, self._metrics_dir)
+        await asyncio.sleep(_RESTART_DELAY_S)
+        if not self._closing:
+            await self._spawn(worker)
+
+    def _forget(self, worker: _Worker) -> None:
+        """A worker's connections died with it: they no longer count against the limits."""
+        if worker.control is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(worker.control.fileno())
+            worker.control.close()
+            worker.control = None
+        self.per_ip.subtract(worker.ips)
+        self.per_ip = +self.per_ip
+        worker.ips.clear()
+
+    async def close(self) -> None:
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        for worker in self.workers:
+            if worker.process is not None and worker.process.returncode is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            if worker.process is None:
+                continue
+            try:
+                await asyncio.wait_for(worker.process.wait(), 15)
+            except TimeoutError:
+                worker.process.kill()
+                await worker.process.wait()
+            self._forget(worker)
+        for task in list(self._tasks):
+            task.cancel()
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return sum(w.connections for w in self.workers)
+
+    def _accept(self, listener: socket.socket, kind: str) -> None:
+        for _ in range(256):  # a bounded batch: the loop also serves the workers' messages
+            try:
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log and let the backlog wait
+                self.log.warning("supervisor.accept_failed", error=str(exc))
+                return
+            self._place(conn, peer[0] if peer else "?", kind)
+
+    def _refusal(self, ip: str, now: float) -> str | None:
+        until = self.banned.get(ip)
+        if until is not None:
+            if until > now:
+                return "IP temporarily banned for invalid shares"
+            del self.banned[ip]
+        if self.connections >= self.limits.max_connections:
+            return "proxy full: connection limit reached"
+        if self.per_ip[ip] >= self.limits.max_connections_per_ip:
+            return "too many connections from this IP"
+        return None
+
+    def _place(self, conn: socket.socket, ip: str, kind: str) -> None:
+        refusal = self._refusal(ip, time.monotonic())
+        ready = [w for w in self.workers if w.up]
+        if refusal is None and not ready:
+            refusal = "proxy restarting: try again shortly"
+        if refusal is not None:
+            self.refused += 1
+            if kind == "tcp":  # a TLS client could not read plain text anyway
+                with contextlib.suppress(OSError):
+                    conn.send(stratum.notify("client.show_message", [f"qscrypt: {refusal}"]))
+            conn.close()
+            return
+        worker = min(ready, key=lambda w: w.connections)
+        assert worker.control is not None
+        try:
+            socket.send_fds(worker.control, [_encode({"conn": kind, "ip": ip})], [conn.fileno()])
+        except OSError as exc:  # its queue is full or it just died: this miner reconnects
+            self.log.warning("supervisor.handoff_failed", worker=worker.index, error=str(exc))
+            conn.close()
+            return
+        conn.close()  # the worker holds its own copy of the socket now
+        worker.ips[ip] += 1
+        self.per_ip[ip] += 1
+
+    def _from_worker(self, worker: _Worker) -> None:
+        control = worker.control
+        if control is None:
+            return
+        while True:
+            try:
+                data = control.recv(_MESSAGE_MAX)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._forget(worker)
+                return
+            try:
+                message = json.loads(data)
+            except ValueError:
+                continue
+            if "ready" in message:
+                worker.ready = True
+                self.log.info("supervisor.worker_ready", worker=worker.index, pid=worker.process.pid
+                              if worker.process else None)
+            elif "closed" in message:
+                ip = str(message["closed"])
+                if worker.ips[ip] > 0:
+                    worker.ips[ip] -= 1
+                    self.per_ip[ip] -= 1
+                if worker.ips[ip] <= 0:
+                    del worker.ips[ip]
+                if self.per_ip[ip] <= 0:
+                    del self.per_ip[ip]
+            elif "ban" in message:
+                ip, seconds = str(message["ban"]), float(message.get("seconds", 0))
+                self.banned[ip] = time.monotonic() + seconds
+                for other in self.workers:
+                    if other is not worker and other.up and other.ips[ip] > 0:
+                        assert other.control is not None
+                        with contextlib.suppress(OSError):
+                            other.control.send(_encode({"ban": ip, "seconds": seconds}))
+
+
+def worker_command(config_path: Path | None, no_database: bool) -> list[str]:
+    """How a worker is started: this same program, `qscrypt proxy`, told it is a worker by env."""
+    command = [sys.executable, "-m", "qscrypt.cli"]
+    if config_path is not None:
+        command += ["-c", str(config_path)]
+    command.append("proxy")
+    if no_database:
+        command.append("--no-database")
+    return command
+
+
+async def run_supervisor(config: ProxyConfig, command: list[str], dsn: str | None,
+                         stop: asyncio.Event) -> None:
+    supervisor = Supervisor(config, command, dsn)
+    await supervisor.start()
+    try:
+        await stop.wait()
+    finally:
+        await supervisor.close()
