@@ -11,6 +11,9 @@ from mining.hashing import sha256d
 from mining.merkle import merkle_root_from_branch
 from mining.serialize import swap_words
 
+_U32 = struct.Struct("<I")
+_TIME_BITS_NONCE = struct.Struct("<III")
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -77,8 +80,9 @@ class Job:
         )
 
     def header(self, extranonce1: bytes, extranonce2: bytes, ntime: int, nonce: int) -> bytes:
+        # One pack for the tail instead of header_prefix + nonce: the proxy builds one per share.
         root = self.merkle_root(extranonce1, extranonce2)
-        return self.header_prefix(root, ntime) + struct.pack("<I", nonce)
+        return _U32.pack(self.version) + self.prevhash + root + _TIME_BITS_NONCE.pack(ntime, self.bits, nonce)
 
 
 def _hex(value: object, name: str, length: int | None = None) -> bytes:

@@ -150,12 +150,12 @@ def check_params(method: str, params: list[Any]) -> str | None:
     spec = _PARAMS.get(method)
     if spec is None:
         return None
+    given = len(params)
     for index, param in enumerate(spec):
-        if index >= len(params):
+        if index >= given:
             if param.required:
                 return f"{method}: missing param {index} ({param.name})"
-            continue
-        if not param.check(params[index]):
+        elif not param.check(params[index]):
             return f"{method}: param {index} ({param.name}) must be {param.expected}"
     return None
 

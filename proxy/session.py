@@ -137,7 +137,7 @@ class MinerSession:
     accepted: int = 0
     rejected: int = 0
     _job_difficulty: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    _seen: dict[str, set[tuple[bytes, int, int]]] = field(default_factory=dict)
+    _seen: dict[str, set[int]] = field(default_factory=dict)
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -277,9 +277,8 @@ class MinerSession:
 
     def _submit(self, request: stratum.Request, now: float) -> list[Action]:
         parsed = validate.parse_submit(request.params)
-        worker = request.params[0] if isinstance(request.params[0], str) else ""
         if isinstance(parsed, Rejection):
-            return self._refuse(request, worker, parsed)
+            return self._refuse(request, request.params[0], parsed)
         worker, job_id, extranonce2, ntime, nonce = parsed
         if worker not in self.workers:
             return self._refuse(request, worker, validate.reject(
@@ -294,12 +293,14 @@ class MinerSession:
         if not self.hub.is_current(job, now):
             return self._refuse(request, worker, validate.reject(
                 stratum.JOB_NOT_FOUND, validate.STALE, "stale job"))
+        prefix = self._prefix_for(job)
         problem = validate.check_ntime(job, ntime) or validate.check_extranonce2(
-            extranonce2, self._extranonce2_size_for(job))
+            extranonce2, job.work.extranonce2_size - len(prefix))
         if problem is not None:
             return self._refuse(request, worker, problem)
         seen = self._seen.setdefault(job_id, set())
-        key = (extranonce2, ntime, nonce)
+        # An int, not a tuple: ints are not tracked by the cyclic GC, and these live for a job.
+        key = int.from_bytes(extranonce2, "big") << 64 | ntime << 32 | nonce
         if key in seen:
             return self._refuse(request, worker, validate.reject(
                 stratum.DUPLICATE_SHARE, validate.DUPLICATE, "duplicate share"))
@@ -307,8 +308,9 @@ class MinerSession:
             return self._refuse(request, worker, validate.reject(
                 stratum.OTHER, validate.MALFORMED, "too many shares for one job: raise the difficulty"))
         seen.add(key)
-        full_extranonce2 = self._prefix_for(job) + extranonce2
-        header = job.job.header(job.work.extranonce1, full_extranonce2, ntime, nonce)
+        full_extranonce2 = prefix + extranonce2
+        work = job.work
+        header = work.job.header(work.extranonce1, full_extranonce2, ntime, nonce)
         difficulty = self._job_difficulty[job_id]
         candidate = ShareCandidate(
             worker=worker,
@@ -329,9 +331,6 @@ class MinerSession:
         if job.upstream == self.assignment.upstream:
             return self.assignment.prefix
         return self._previous_prefixes.get(job.upstream, self.assignment.prefix)
-
-    def _extranonce2_size_for(self, job: ProxyJob) -> int:
-        return job.work.extranonce2_size - len(self._prefix_for(job))
 
     def _refuse(self, request: stratum.Request, worker: str, rejection: Rejection) -> list[Action]:
         self.rejected += 1
