@@ -89,8 +89,9 @@ class MinerConnection(asyncio.Protocol):
             return
         now = time.monotonic()
         self.last_activity = now
-        if self._unread or self.server.hashers_behind():
+        if self._unread or (self.session.authorized and self.server.hashers_behind()):
             # Backpressure: leave the bytes unparsed and stop reading until the hashers catch up.
+            # Only miners past the handshake are held: a new miner still gets subscribed.
             self._unread.append(data)
             self.server.hold(self)
             return
@@ -208,6 +209,8 @@ class StratumServer:
         self.connections: set[MinerConnection] = set()
         self._unflushed: list[MinerConnection] = []
         self._held: dict[MinerConnection, None] = {}  # insertion order: oldest first
+        self.holds = 0
+        """Times a miner's input was left unread for the hashers to catch up."""
         hasher.on_room = self._release_held
         self.per_ip: Counter[str] = Counter()
         self.banned: dict[str, float] = {}
@@ -230,6 +233,7 @@ class StratumServer:
         if conn not in self._held and conn.transport is not None:
             conn.transport.pause_reading()
             self._held[conn] = None
+            self.holds += 1
 
     def _release_held(self) -> None:
         """The hashers have room: let held miners in, oldest first, until they fill it again."""
@@ -410,7 +414,8 @@ class StratumServer:
         total = counts[0] + counts[1]
         if total < self.limits.ban_min_shares:
             return
-        if counts[1] / total >= self.limits.ban_invalid_ratio:
+        already = self.banned.get(ip, 0.0) > time.monotonic()  # shares still in flight at the ban
+        if counts[1] / total >= self.limits.ban_invalid_ratio and not already:
             self._ban(ip)
         # Judge recent behaviour, not a miner's whole history.
         if total >= 4 * self.limits.ban_min_shares:

@@ -294,6 +294,8 @@ class ScriptedMiner:
 
     host: str
     port: int
+    local_host: str | None = None
+    """Connect from this address (127.0.0.2 …: another IP for the proxy's per-IP rules)."""
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     extranonce1: bytes = b""
@@ -311,7 +313,8 @@ class ScriptedMiner:
     new_job: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def connect(self) -> ScriptedMiner:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        local = (self.local_host, 0) if self.local_host else None
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         self._reader_task = asyncio.create_task(self._read())
         return self
 

@@ -1,0 +1,246 @@
+"""`proxy.workers = 2`: the real `qscrypt proxy` as a supervisor with two worker processes, driven
+over loopback by a test pool and scripted miners.
+
+Covered: miners spread over both workers and mine real shares through them; limits that must hold
+across workers (per IP, bans) hold; a killed worker is replaced and its connections stop counting;
+metrics of all workers come from the supervisor's one port; TLS miners are handed over too.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.proxy.conftest import wait_for
+from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[bytes]
+    port: int
+    tls_port: int
+    metrics_port: int
+    log: Path
+
+    def workers(self) -> list[int]:
+        """PIDs of the worker processes (the supervisor's children that are not hashers)."""
+        found = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"proxy.hashers" not in cmdline:
+                    found.append(int(child))
+        return found
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "qscrypt.cli", "-c", str(config), "proxy",
+                                 "--no-database"], stdout=out, stderr=subprocess.STDOUT)
+
+
+def _readies(log: Path) -> int:
+    return log.read_text().count("supervisor.worker_ready")
+
+
+@pytest.fixture
+async def supervised(tmp_path: Path, pool: PoolServer) -> AsyncIterator[Running]:
+    cert, key = make_certificate(tmp_path)
+    port, tls_port, metrics_port = _free_port(), _free_port(), _free_port()
+    config = tmp_path / "proxy.toml"
+    config.write_text(f"""
+[logging]
+level = "info"
+format = "json"
+[proxy]
+workers = 2
+hash_processes = 1
+metrics_port = {metrics_port}
+spill_dir = "{tmp_path / 'spill'}"
+[proxy.listen]
+host = "127.0.0.1"
+port = {port}
+tls_port = {tls_port}
+tls_cert = "{cert}"
+tls_key = "{key}"
+[proxy.limits]
+max_connections_per_ip = 6
+ban_min_shares = 6
+ban_invalid_ratio = 0.5
+ban_seconds = 60.0
+[proxy.vardiff]
+initial = 0.001
+minimum = 0.0001
+[[proxy.upstreams]]
+name = "p1"
+url = "{pool.url}"
+user = "acct"
+""")
+    log = tmp_path / "proxy.log"
+    process = _spawn(config, log)
+    running = Running(process, port, tls_port, metrics_port, log)
+    try:
+        # Both workers have their own upstream session and said they are ready.
+        await wait_for(lambda: pool.connections >= 2 and _readies(log) >= 2, "two ready workers", timeout=60)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+
+async def _miner(port: int, ip: str = "127.0.0.1") -> ScriptedMiner:
+    return await ScriptedMiner("127.0.0.1", port, local_host=ip).connect()
+
+
+async def _admitted(port: int, ip: str) -> ScriptedMiner:
+    """A subscribed miner from `ip`, retrying while the supervisor still counts a slot that was
+    just freed (a worker reports a close a moment after the miner sees it)."""
+    for _ in range(50):
+        miner = await _miner(port, ip)
+        try:
+            if (await miner.subscribe()).error is None:
+                return miner
+        except ConnectionError:
+            pass
+        await miner.close()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{ip} was never admitted again")
+
+
+async def test_miners_spread_over_both_workers_and_mine_through_them(
+        supervised: Running, pool: PoolServer) -> None:
+    miners = [await _miner(supervised.port, f"127.0.0.{10 + i}") for i in range(8)]
+    try:
+        for index, miner in enumerate(miners):
+            assert (await miner.subscribe()).error is None
+            assert (await miner.authorize(f"rig{index}", "d=0.001")).result is True
+        # Each worker has its own pool session, hence its own upstream extranonce1 (4 bytes here).
+        upstream_parts = {miner.extranonce1[:4] for miner in miners}
+        assert len(upstream_parts) == 2, "the supervisor put every miner on one worker"
+        assert len({miner.extranonce1 for miner in miners}) == len(miners)
+        for index, miner in enumerate(miners[:4]):
+            response = await miner.mine_one(f"rig{index}")
+            assert response.result is True, response
+        await wait_for(lambda: len(pool.accepted()) >= 4, "the shares to reach the pool")
+        metrics = supervised.metrics()
+        assert _metric(metrics, "qscrypt_miners_connected") == len(miners)
+        assert _metric(metrics, "qscrypt_shares_total") >= 4
+    finally:
+        for miner in miners:
+            await miner.close()
+
+
+async def test_the_per_ip_limit_counts_across_workers(supervised: Running) -> None:
+    ip = "127.0.0.20"
+    held = [await _miner(supervised.port, ip) for _ in range(6)]
+    try:
+        for miner in held:
+            assert (await miner.subscribe()).error is None
+        assert len({m.extranonce1[:4] for m in held}) == 2  # the six are on both workers
+        refused = await _miner(supervised.port, ip)
+        await asyncio.wait_for(refused.closed.wait(), 10)
+        assert any("too many connections from this IP" in str(n.params) for n in refused.notifications)
+        await refused.close()
+        # Another IP is not affected.
+        other = await _miner(supervised.port, "127.0.0.21")
+        assert (await other.subscribe()).error is None
+        await other.close()
+        # A closed connection frees its slot, whichever worker held it.
+        await held.pop().close()
+        held.append(await _admitted(supervised.port, ip))
+    finally:
+        for miner in held:
+            await miner.close()
+
+
+async def test_a_ban_on_one_worker_closes_the_ip_on_every_worker(supervised: Running) -> None:
+    ip = "127.0.0.30"
+    miners = [await _miner(supervised.port, ip) for _ in range(4)]
+    try:
+        for index, miner in enumerate(miners):
+            await miner.subscribe()
+            await miner.authorize(f"bad{index}", "d=0.001")
+        assert len({m.extranonce1[:4] for m in miners}) == 2
+        cheat = miners[0]
+        mjob = await cheat.wait_job()
+        en2 = bytes(cheat.extranonce2_size)
+        for start in range(0, 6 * 5000, 5000):  # six really invalid shares (too little work)
+            nonce = await asyncio.to_thread(cheat.find_share, mjob, en2, start, None, False)
+            if cheat.closed.is_set():
+                break
+            with contextlib.suppress(ConnectionError):
+                await cheat.submit("bad0", mjob, en2, nonce)
+        for miner in miners:
+            await asyncio.wait_for(miner.closed.wait(), 10)
+        newcomer = await _miner(supervised.port, ip)
+        await asyncio.wait_for(newcomer.closed.wait(), 10)
+        assert any("banned" in str(n.params) for n in newcomer.notifications)
+        await newcomer.close()
+    finally:
+        for miner in miners:
+            await miner.close()
+
+
+async def test_a_killed_worker_is_replaced_and_its_miners_stop_counting(
+        supervised: Running, pool: PoolServer) -> None:
+    ip = "127.0.0.40"
+    miners = [await _miner(supervised.port, ip) for _ in range(6)]
+    for miner in miners:
+        await miner.subscribe()
+    before = supervised.workers()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    # Its miners lose their connection; the others keep theirs.
+    await wait_for(lambda: any(m.closed.is_set() for m in miners), "the killed worker's miners to drop")
+    survivors = [m for m in miners if not m.closed.is_set()]
+    assert 0 < len(survivors) < len(miners)
+    await wait_for(lambda: len(supervised.workers()) == 2 and before[0] not in supervised.workers(),
+                   "a new worker", timeout=30)
+    await wait_for(lambda: _readies(supervised.log) >= 3, "the new worker to be ready", timeout=30)
+    # The dead worker's connections no longer count against the per-IP limit of 6.
+    fresh = [await _admitted(supervised.port, ip) for _ in range(len(miners) - len(survivors))]
+    for miner in miners + fresh:
+        await miner.close()
+
+
+async def test_tls_miners_are_handed_to_workers(supervised: Running, tmp_path: Path) -> None:
+    context = ssl.create_default_context(cafile=str(tmp_path / "localhost.crt"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", supervised.tls_port, ssl=context,
+                                                   server_hostname="localhost")
+    try:
+        writer.write(b'{"id":1,"method":"mining.subscribe","params":["tls-test/1"]}\n')
+        line = await asyncio.wait_for(reader.readline(), 10)
+        assert b'"error":null' in line and b"mining.notify" in line
+    finally:
+        writer.close()
