@@ -95,6 +95,8 @@ class Proxy:
         if move.profile == DEFAULT_PROFILE:
             for group in self.router.groups:
                 self.metrics.upstream_active.labels(group).set(1 if group == move.active else 0)
+            if self.link is not None and move.previous is None and move.active is not None:
+                self.link.ready()  # work to hand out: the supervisor may send miners here now
         if move.previous is None:
             return
         if move.reason == "failover":
@@ -144,7 +146,8 @@ class Proxy:
             self.server.on_gone = self.link.closed
             self.server.on_banned = self.link.banned
             self.link.start()
-            self.link.ready()
+            if self.router.active is not None:
+                self.link.ready()
         else:
             self.ports["tcp"] = await self.server.listen(listen.host, listen.port)
             if tls is not None and listen.tls_port is not None:

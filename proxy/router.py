@@ -10,6 +10,7 @@ the decided group first, then the route's coin's other groups by priority, then 
 """
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -393,15 +394,23 @@ class Router:
     def _fan_out(self, upstream: str, job: ProxyJob, now: float) -> None:
         started = time.perf_counter()
         members = self._by_upstream.get(upstream, set())
-        for conn_id in list(members):
-            conn = self._connections.get(conn_id)
-            if conn is None or conn.session.assignment is None or \
-                    conn.session.assignment.upstream != upstream:
-                members.discard(conn_id)
-                continue
-            data = conn.session.notify_data(job, now)
-            if data:
-                conn.write_now(data)
+        # A full collection over ten thousand sessions takes tens of milliseconds: let it wait
+        # until every miner has the job (at most one fan-out's worth of garbage meanwhile).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for conn_id in list(members):
+                conn = self._connections.get(conn_id)
+                if conn is None or conn.session.assignment is None or \
+                        conn.session.assignment.upstream != upstream:
+                    members.discard(conn_id)
+                    continue
+                data = conn.session.notify_data(job, now)
+                if data:
+                    conn.write_now(data)
+        finally:
+            if collecting:
+                gc.enable()
         if self.on_fan_out is not None:
             self.on_fan_out(time.perf_counter() - started, len(members))
 

@@ -15,7 +15,7 @@ A miner resuming its session id on another worker gets a fresh extranonce1, as a
 
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
 supervisor → worker `{"conn": "tcp"|"tls", "ip": …}` + the socket, `{"ban": ip, "seconds": s}`;
-worker → supervisor `{"ready": true}` (upstreams started), `{"closed": ip}`, `{"ban": ip, "seconds": s}`.
+worker → supervisor `{"ready": true}` (an upstream has work), `{"closed": ip}`, `{"ban": ip, "seconds": s}`.
 """
 
 import asyncio
@@ -92,7 +92,7 @@ class WorkerLink:
                 os.close(fd)
 
     def ready(self) -> None:
-        """Upstreams started: the supervisor may hand this worker miners."""
+        """An upstream has work: the supervisor may hand this worker miners."""
         self._send({"ready": True})
 
     def closed(self, ip: str) -> None:
@@ -291,7 +291,7 @@ class Supervisor:
         refusal = self._refusal(ip, time.monotonic())
         ready = [w for w in self.workers if w.up]
         if refusal is None and not ready:
-            refusal = "proxy restarting: try again shortly"
+            refusal = "no upstream work yet: try again shortly"
         if refusal is not None:
             self.refused += 1
             if kind == "tcp":  # a TLS client could not read plain text anyway
