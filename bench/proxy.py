@@ -320,7 +320,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                                                metrics_port=metrics_port, workers=args.workers))
     child = _spawn_proxy(config_path, Path(args.workdir) / "bench-proxy.log", hard)
     try:
-        await _wait_port(proxy_port)
+        await _wait_port(proxy_port, child)
         for _ in range(600):  # every worker has its own upstream session
             if len(pool.writers) >= args.workers:
                 break
@@ -464,8 +464,10 @@ def _spawn_proxy(config_path: Path, log_path: Path, max_files: int) -> subproces
         )
 
 
-async def _wait_port(port: int) -> None:
+async def _wait_port(port: int, child: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
+        if child.poll() is not None:
+            raise RuntimeError(f"the proxy exited ({child.returncode}): see its log in --workdir")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()

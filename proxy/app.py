@@ -233,7 +233,11 @@ async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
     crediting its workers in the proxy's own accounting. With `link_fd` it is one worker of a
     multi-process proxy and also stops when its supervisor is gone."""
     proxy = Proxy(config, dsn)
-    await proxy.start(link_fd)
+    try:
+        await proxy.start(link_fd)
+    except BaseException:
+        await proxy.close()  # what did start (hashers, upstream sessions) must not outlive a failed start
+        raise
     _tune_gc()
     fan_out = None
     if coordinator is not None:

@@ -125,9 +125,10 @@ class PoolUpstream(Upstream):
                 writer.close()
             self._writer = None
             self.work = None
-            for task in (reading, watchdog):
-                with contextlib.suppress(BaseException):
-                    await task
+            # Let both finish; asyncio.wait raises none of their errors, and a cancellation of this
+            # task still propagates (suppressing BaseException here once swallowed it, and the
+            # reconnect loop then outlived the event loop's shutdown).
+            await asyncio.wait({reading, watchdog})
             if reading.done() and not reading.cancelled() and reading.exception():
                 raise UpstreamError(str(reading.exception()))
 

@@ -2,9 +2,11 @@
 costs nothing, and the event loop keeps running while they hash."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from mining.hashing import hash_to_hex, scrypt_pow
 from proxy.hashers import HasherPool
+from qscrypt.config import ListenConfig
 from tests.proxy.conftest import wait_for
 
 VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" /
@@ -101,3 +104,31 @@ async def test_the_loop_keeps_running_while_thousands_of_shares_hash() -> None:
     # Generous for a shared CI machine; a hash on this loop would show as ≥ 0.3 ms per share,
     # i.e. whole seconds for a burst like this.
     assert max(lags) < 0.25, f"the loop stalled for {max(lags) * 1000:.0f} ms"
+
+
+def _hasher_children() -> list[int]:
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                if b"proxy.hashers" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
+
+
+async def test_a_proxy_that_cannot_listen_stops_what_it_started(pool, tmp_path: Path) -> None:
+    """Port taken: start-up fails with the OS error, and neither its hashers nor its upstream
+    session outlive it (once, a swallowed cancellation kept the upstream loop alive for ever)."""
+    from proxy.app import run_proxy
+    from tests.proxy.conftest import pool_upstream, proxy_config
+
+    before = set(_hasher_children())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = proxy_config([pool_upstream(pool, "p1")], tmp_path / "spill",
+                              listen=ListenConfig(host="127.0.0.1", port=taken.getsockname()[1]))
+        with pytest.raises(OSError):
+            await asyncio.wait_for(run_proxy(config, None, asyncio.Event()), 30)
+    assert set(_hasher_children()) <= before
+    assert not [t for t in asyncio.all_tasks() if (t.get_name() or "").startswith(("upstream-", "hasher-"))]
