@@ -2,8 +2,8 @@
 
 `hashlib.scrypt` releases the GIL, but a hashing thread must take the GIL back between two
 hashes; while the event loop holds it (parsing, replying, fanning out jobs) the thread waits and
-its core idles. Measured here with the loop busy half the time: two hashing threads did 3.0 kH/s,
-two hashing processes 4.9 kH/s (BENCHMARKS.md). So each hasher is a small process that reads
+its core idles. Measured here with the main thread busy half the time: two hashing threads did
+3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). So each hasher is a small process that reads
 80-byte headers from a pipe and writes their 32-byte hashes back in the same order: no framing,
 no pickling, and a burst of shares costs a few pipe writes, not one per share.
 
