@@ -3,9 +3,10 @@
 `hashlib.scrypt` releases the GIL, but a hashing thread must take the GIL back between two
 hashes; while the event loop holds it (parsing, replying, fanning out jobs) the thread waits and
 its core idles. Measured here with the main thread busy half the time: two hashing threads did
-3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). So each hasher is a small process that reads
-80-byte headers from a pipe and writes their 32-byte hashes back in the same order: no framing,
-no pickling, and a burst of shares costs a few pipe writes, not one per share.
+3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). So each
+hasher is a small process that reads 80-byte headers from a pipe and writes their 32-byte hashes
+back in the same order: no framing, no pickling, and a burst of shares costs a few pipe writes,
+not one per share.
 
 A hasher that dies is started again and given back every header it had not answered, so no
 share is lost or answered twice.
@@ -14,6 +15,7 @@ share is lost or answered twice.
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -36,12 +38,37 @@ Hashed = Callable[[Any, bytes], None]
 """Called with the context given to `hash` and the header's scrypt hash."""
 
 
-class _Hasher:
-    def __init__(self, index: int) -> None:
+class _Hasher(asyncio.SubprocessProtocol):
+    """One hasher process: its pipes, and the headers sent to it not yet answered, in order."""
+
+    def __init__(self, pool: "HasherPool", index: int) -> None:
+        self.pool = pool
         self.index = index
-        self.process: asyncio.subprocess.Process | None = None
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.stdin: asyncio.WriteTransport | None = None
         self.waiting: deque[tuple[bytes, Hashed, object]] = deque()
-        self.reader: asyncio.Task[None] | None = None
+        self.partial = b""
+        self.running = False
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.stdin = self.transport.get_pipe_transport(0)  # type: ignore[union-attr,assignment]
+        self.partial = b""
+        self.running = True
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.pool._answered(self, data)
+
+    def process_exited(self) -> None:
+        self.running = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The process has exited and its pipes are closed: no answer of it can still arrive.
+        self.running = False
+        if not self.gone.done():
+            self.gone.set_result(None)
+        self.pool._lost(self)
 
 
 class HasherPool:
@@ -52,9 +79,10 @@ class HasherPool:
         self.size = max(1, processes)
         self.restarts = 0
         self.log = get_logger(component="hashers")
-        self._hashers = [_Hasher(i) for i in range(self.size)]
+        self._hashers: list[_Hasher] = []
         self._queue: deque[tuple[bytes, Hashed, object]] = deque()
         self._closing = False
+        self._restarting: set[asyncio.Task[None]] = set()
         self.on_room: Callable[[], None] | None = None
         """Called when the queue runs low: the place to let held-back input in."""
 
@@ -64,15 +92,16 @@ class HasherPool:
         return len(self._queue)
 
     async def start(self) -> None:
-        for hasher in self._hashers:
+        for index in range(self.size):
+            hasher = _Hasher(self, index)
+            self._hashers.append(hasher)
             await self._spawn(hasher)
 
     async def _spawn(self, hasher: _Hasher) -> None:
-        hasher.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy.hashers",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        hasher.reader = asyncio.get_running_loop().create_task(self._read(hasher),
-                                                               name=f"hasher-{hasher.index}")
+        hasher.gone = asyncio.get_running_loop().create_future()
+        await asyncio.get_running_loop().subprocess_exec(
+            lambda: hasher, sys.executable, "-m", "proxy.hashers",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
         # Headers it had not answered when its predecessor died, in their order.
         if hasher.waiting:
             self._send(hasher, b"".join(item[0] for item in hasher.waiting))
@@ -97,8 +126,7 @@ class HasherPool:
             return
         for hasher in self._hashers:
             room = _IN_HAND - len(hasher.waiting)
-            running = hasher.process is not None and hasher.process.returncode is None
-            if room <= 0 or not self._queue or not running:
+            if room <= 0 or not self._queue or not hasher.running:
                 continue
             chunk = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
             hasher.waiting.extend(chunk)
@@ -106,52 +134,47 @@ class HasherPool:
 
     @staticmethod
     def _send(hasher: _Hasher, data: bytes) -> None:
-        assert hasher.process is not None and hasher.process.stdin is not None
-        with contextlib.suppress(ConnectionError):  # it died; _read restarts it and resends
-            hasher.process.stdin.write(data)
+        if hasher.stdin is not None and not hasher.stdin.is_closing():
+            hasher.stdin.write(data)
+        # else: it is dying; everything waiting is sent again to its successor
 
-    async def _read(self, hasher: _Hasher) -> None:
-        assert hasher.process is not None and hasher.process.stdout is not None
-        stdout = hasher.process.stdout
-        pending = b""
-        while True:
-            data = await stdout.read(HASH_BYTES * _READ_HEADERS * 4)
-            if not data:
-                break
-            pending += data
-            count = len(pending) // HASH_BYTES
-            for i in range(count):
-                _, done, context = hasher.waiting.popleft()
-                try:
-                    done(context, pending[i * HASH_BYTES:(i + 1) * HASH_BYTES])
-                except Exception:
-                    # A bug in one share's handling must not stall every share behind it.
-                    self.log.exception("hashers.callback_failed")
-            pending = pending[count * HASH_BYTES:]
-            self._feed()
-            if self.on_room is not None and len(self._queue) < _QUEUE_LOW:
-                self.on_room()
+    def _answered(self, hasher: _Hasher, data: bytes) -> None:
+        pending = hasher.partial + data if hasher.partial else data
+        count = len(pending) // HASH_BYTES
+        waiting = hasher.waiting
+        for i in range(count):
+            _, done, context = waiting.popleft()
+            try:
+                done(context, pending[i * HASH_BYTES:(i + 1) * HASH_BYTES])
+            except Exception:
+                # A bug in one share's handling must not stall every share behind it.
+                self.log.exception("hashers.callback_failed")
+        hasher.partial = pending[count * HASH_BYTES:]
+        self._feed()
+        if self.on_room is not None and len(self._queue) < _QUEUE_LOW:
+            self.on_room()
+
+    def _lost(self, hasher: _Hasher) -> None:
         if self._closing:
             return
-        code = await hasher.process.wait()
+        code = hasher.transport.get_returncode() if hasher.transport is not None else None
         self.restarts += 1
         self.log.error("hashers.died", hasher=hasher.index, exit_code=code, unanswered=len(hasher.waiting))
-        await self._spawn(hasher)
+        task = asyncio.get_running_loop().create_task(self._spawn(hasher), name=f"hasher-{hasher.index}")
+        self._restarting.add(task)
+        task.add_done_callback(self._restarting.discard)
 
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._restarting):
+            task.cancel()
         for hasher in self._hashers:
-            if hasher.process is None:
-                continue
-            if hasher.process.stdin is not None:
-                hasher.process.stdin.close()
-            with contextlib.suppress(ProcessLookupError):
-                hasher.process.kill()
-            await hasher.process.wait()
-            if hasher.reader is not None:
-                hasher.reader.cancel()
+            if hasher.transport is not None:
+                hasher.transport.close()  # closes its pipes and kills it if it still runs
+        for hasher in self._hashers:
+            if hasher.transport is not None:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await hasher.reader
+                    await asyncio.wait_for(hasher.gone, 10)
 
 
 def serve(stdin: int = 0, stdout: int = 1) -> None:
