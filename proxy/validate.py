@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from mining import stratum
 from mining.hashing import hash_to_int
-from mining.job import parse_u32_hex
 from mining.target import hash_share_difficulty
 from proxy.jobs import ProxyJob
 
@@ -68,13 +67,15 @@ def parse_submit(params: list[object]) -> tuple[str, str, bytes, int, int] | Rej
     """The codec has checked the count and types (strings, hex); what is left is the sizes."""
     worker, job_id, extranonce2_hex, ntime_hex, nonce_hex = params[:5]
     assert isinstance(worker, str) and isinstance(job_id, str) and isinstance(extranonce2_hex, str)
+    assert isinstance(ntime_hex, str) and isinstance(nonce_hex, str)
     try:
-        extranonce2 = bytes.fromhex(extranonce2_hex)
-        ntime = parse_u32_hex(ntime_hex, "ntime")
-        nonce = parse_u32_hex(nonce_hex, "nonce")
-    except ValueError as exc:
-        return reject(stratum.OTHER, MALFORMED, f"malformed share: {exc}")
-    return worker, job_id, extranonce2, ntime, nonce
+        if len(ntime_hex) != 8 or len(nonce_hex) != 8:
+            raise ValueError
+        # The codec let only hex through (bytes.fromhex accepts it), so int(…, 16) reads exactly
+        # these digits; one with spaces in it raises here.
+        return worker, job_id, bytes.fromhex(extranonce2_hex), int(ntime_hex, 16), int(nonce_hex, 16)
+    except ValueError:
+        return reject(stratum.OTHER, MALFORMED, "malformed share: ntime and nonce must be 8 hex digits")
 
 
 def check_ntime(job: ProxyJob, ntime: int) -> Rejection | None:
