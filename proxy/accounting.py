@@ -97,8 +97,8 @@ class Accounting:
         return stats
 
     def accepted(self, worker: str, upstream: str, job_id: str, difficulty: float, share_diff: float,
-                 block_hash: str | None = None, coin: str | None = None) -> None:
-        now = time.monotonic()
+                 block_hash: str | None = None, coin: str | None = None, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         if coin:
             self._tally(worker, coin).difficulty += difficulty
         self._stats(worker).add_accepted(now, difficulty)

@@ -21,6 +21,8 @@ class ProxyJob:
     notify_clean: bytes
     """`mining.notify` with clean_jobs=true, serialised once for every miner."""
     notify: bytes
+    coin: str | None = None
+    """The upstream's coin: what accepted shares of this job are credited to."""
 
     @property
     def job(self) -> Job:
@@ -36,7 +38,7 @@ class JobBook:
         self._counter = 0
         self._epochs: dict[str, int] = {}
 
-    def add(self, upstream: str, work: UpstreamWork, now: float) -> ProxyJob:
+    def add(self, upstream: str, work: UpstreamWork, now: float, coin: str | None = None) -> ProxyJob:
         epoch = self._epochs.get(upstream, 0)
         if work.job.clean_jobs:
             epoch += 1
@@ -47,7 +49,7 @@ class JobBook:
         notify_clean = stratum.notify("mining.notify", params)
         params[-1] = work.job.clean_jobs
         notify = stratum.notify("mining.notify", params)
-        proxy_job = ProxyJob(job_id, upstream, work, epoch, now, notify_clean, notify)
+        proxy_job = ProxyJob(job_id, upstream, work, epoch, now, notify_clean, notify, coin)
         self._jobs[job_id] = proxy_job
         while len(self._jobs) > self._max_jobs:
             self._jobs.popitem(last=False)

@@ -142,7 +142,7 @@ class Router:
         layout = (work.extranonce1, work.extranonce2_size)
         if member.layout != layout:
             self._new_layout(group, member, layout, now)
-        job = self.book.add(upstream.name, work, now)
+        job = self.book.add(upstream.name, work, now, upstream.coin)
         self._current[upstream.name] = job
         self.reroute(now)
         self._fan_out(upstream.name, job, now)

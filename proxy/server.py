@@ -364,7 +364,8 @@ class StratumServer:
         conn, check = pending
         conn.in_flight -= 1
         candidate = check.candidate
-        verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, time.monotonic())
+        now = time.monotonic()
+        verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, now)
         if verdict.meets_upstream:
             # Forward first: a block must never wait behind the miner's reply or bookkeeping.
             self._spawn(self.forward(candidate))
@@ -372,10 +373,9 @@ class StratumServer:
             conn.deliver(actions)
         if verdict.accepted:
             self._accepted_shares.inc()
-            upstream = self.router.upstream(candidate.job.upstream)
-            self.accounting.accepted(candidate.worker, candidate.job.upstream, candidate.job.id,
-                                     candidate.difficulty, verdict.share_difficulty,
-                                     coin=upstream.coin if upstream is not None else None)
+            job = candidate.job
+            self.accounting.accepted(candidate.worker, job.upstream, job.id, candidate.difficulty,
+                                     verdict.share_difficulty, coin=job.coin, now=now)
             self._count_share(conn.ip, valid=True)
         else:
             assert verdict.rejection is not None
