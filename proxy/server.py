@@ -11,12 +11,12 @@ import itertools
 import socket
 import ssl
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
+from proxy.admission import Admission, TokenBucket
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
 from proxy.router import Router
@@ -33,22 +33,6 @@ _QUEUE_HIGH = 1024
 """Shares waiting for a hasher (~160 ms of work on two cores) beyond which miners' input is left
 unread: a burst is parsed as the hashers free up, not all at once, so the loop keeps answering and
 feeding them, and memory stays bounded."""
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
 
 
 class MinerConnection(asyncio.Protocol):
@@ -212,8 +196,7 @@ class StratumServer:
         self.holds = 0
         """Times a miner's input was left unread for the hashers to catch up."""
         hasher.on_room = self._release_held
-        self.per_ip: Counter[str] = Counter()
-        self.banned: dict[str, float] = {}
+        self.admission = Admission(limits)
         self._share_counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -308,21 +291,11 @@ class StratumServer:
     # -- admission and limits -------------------------------------------------------------------
 
     def admit(self, conn: MinerConnection) -> str | None:
-        now = time.monotonic()
-        until = self.banned.get(conn.ip)
-        if until is not None:
-            if until > now:
-                return "IP temporarily banned for invalid shares"
-            del self.banned[conn.ip]
-        if len(self.connections) >= self.limits.max_connections:
-            return "proxy full: connection limit reached"
-        if self.per_ip[conn.ip] >= self.limits.max_connections_per_ip:
-            return "too many connections from this IP"
-        return None
+        return self.admission.refusal(conn.ip, time.monotonic())
 
     def attach(self, conn: MinerConnection) -> None:
         self.connections.add(conn)
-        self.per_ip[conn.ip] += 1
+        self.admission.admitted(conn.ip)
         self.router.register(conn)
         self.metrics.miners.set(len(self.connections))
 
@@ -330,9 +303,7 @@ class StratumServer:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        self.per_ip[conn.ip] -= 1
-        if self.per_ip[conn.ip] <= 0:
-            del self.per_ip[conn.ip]
+        self.admission.released(conn.ip)
         self.router.unregister(conn, time.monotonic())
         self.metrics.miners.set(len(self.connections))
 
@@ -417,7 +388,7 @@ class StratumServer:
         total = counts[0] + counts[1]
         if total < self.limits.ban_min_shares:
             return
-        already = self.banned.get(ip, 0.0) > time.monotonic()  # shares still in flight at the ban
+        already = self.admission.is_banned(ip, time.monotonic())  # shares still in flight at the ban
         if counts[1] / total >= self.limits.ban_invalid_ratio and not already:
             self._ban(ip)
         # Judge recent behaviour, not a miner's whole history.
@@ -434,7 +405,7 @@ class StratumServer:
 
     def ban(self, ip: str, seconds: float) -> None:
         """Refuse `ip` for `seconds` and close its connections (also when another worker banned it)."""
-        self.banned[ip] = time.monotonic() + seconds
+        self.admission.ban(ip, seconds, time.monotonic())
         self._share_counts.pop(ip, None)
         for conn in [c for c in self.connections if c.ip == ip]:
             conn.close("IP temporarily banned for invalid shares")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mining import stratum
+from proxy.admission import Admission
 from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 
@@ -154,8 +155,7 @@ class Supervisor:
         self.worker_command = worker_command
         self.dsn = dsn
         self.workers = [_Worker(i) for i in range(config.workers)]
-        self.per_ip: Counter[str] = Counter()
-        self.banned: dict[str, float] = {}
+        self.admission = Admission(config.limits)
         self.ports: dict[str, int] = {}
         self.refused = 0
         self._listeners: list[socket.socket] = []
@@ -232,8 +232,8 @@ class Supervisor:
                 asyncio.get_running_loop().remove_reader(worker.control.fileno())
             worker.control.close()
             worker.control = None
-        self.per_ip.subtract(worker.ips)
-        self.per_ip = +self.per_ip
+        for ip, count in worker.ips.items():
+            self.admission.released(ip, count)
         worker.ips.clear()
 
     async def close(self) -> None:
@@ -260,10 +260,6 @@ class Supervisor:
 
     # -- connections ----------------------------------------------------------------------------
 
-    @property
-    def connections(self) -> int:
-        return sum(w.connections for w in self.workers)
-
     def _accept(self, listener: socket.socket, kind: str) -> None:
         for _ in range(256):  # a bounded batch: the loop also serves the workers' messages
             try:
@@ -275,20 +271,8 @@ class Supervisor:
                 return
             self._place(conn, peer[0] if peer else "?", kind)
 
-    def _refusal(self, ip: str, now: float) -> str | None:
-        until = self.banned.get(ip)
-        if until is not None:
-            if until > now:
-                return "IP temporarily banned for invalid shares"
-            del self.banned[ip]
-        if self.connections >= self.limits.max_connections:
-            return "proxy full: connection limit reached"
-        if self.per_ip[ip] >= self.limits.max_connections_per_ip:
-            return "too many connections from this IP"
-        return None
-
     def _place(self, conn: socket.socket, ip: str, kind: str) -> None:
-        refusal = self._refusal(ip, time.monotonic())
+        refusal = self.admission.refusal(ip, time.monotonic())
         ready = [w for w in self.workers if w.up]
         if refusal is None and not ready:
             refusal = "no upstream work yet: try again shortly"
@@ -309,7 +293,7 @@ class Supervisor:
             return
         conn.close()  # the worker holds its own copy of the socket now
         worker.ips[ip] += 1
-        self.per_ip[ip] += 1
+        self.admission.admitted(ip)
 
     def _from_worker(self, worker: _Worker) -> None:
         control = worker.control
@@ -337,14 +321,12 @@ class Supervisor:
                 ip = str(message["closed"])
                 if worker.ips[ip] > 0:
                     worker.ips[ip] -= 1
-                    self.per_ip[ip] -= 1
+                    self.admission.released(ip)
                 if worker.ips[ip] <= 0:
                     del worker.ips[ip]
-                if self.per_ip[ip] <= 0:
-                    del self.per_ip[ip]
             elif "ban" in message:
                 ip, seconds = str(message["ban"]), float(message.get("seconds", 0))
-                self.banned[ip] = time.monotonic() + seconds
+                self.admission.ban(ip, seconds, time.monotonic())
                 for other in self.workers:
                     if other is not worker and other.up and other.ips[ip] > 0:
                         assert other.control is not None

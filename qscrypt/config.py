@@ -57,13 +57,17 @@ class LimitsConfig:
     write_buffer_bytes: int = 256 * 1024
     """A miner that does not read and lets this much pile up is dropped."""
     max_protocol_errors: int = 20
+    connects_per_ip_per_s: float = 5.0
+    connect_burst_per_ip: int = 1000
+    """New connections one IP may open: this burst (a whole farm reconnecting after a restart),
+    then this many per second."""
     ban_invalid_ratio: float = 0.8
     ban_min_shares: int = 50
     ban_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_connections_per_ip", "max_line_bytes", "message_burst",
-                     "write_buffer_bytes"):
+                     "write_buffer_bytes", "connects_per_ip_per_s", "connect_burst_per_ip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"proxy.limits.{name}", "must be positive")
         if not 0 < self.ban_invalid_ratio <= 1:

@@ -10,7 +10,7 @@ import resource
 from mining import stratum
 from qscrypt.config import LimitsConfig
 from tests.proxy.conftest import pool_upstream, wait_for
-from tests.stratum_peers import PoolServer
+from tests.stratum_peers import PoolServer, ScriptedMiner
 
 
 async def test_malformed_lines_get_json_rpc_errors_and_the_connection_lives(
@@ -104,6 +104,32 @@ async def test_connection_limits_and_handshake_timeout(pool: PoolServer, make_pr
     for miner in held:
         await asyncio.wait_for(miner.closed.wait(), 5)
     await wait_for(lambda: proxy.router.miner_count == 0, "connections released")
+
+
+async def test_an_ip_that_reconnects_too_fast_is_refused_then_let_back(pool: PoolServer, make_proxy) -> None:
+    limits = LimitsConfig(connect_burst_per_ip=4, connects_per_ip_per_s=5.0)
+    proxy = await make_proxy([pool_upstream(pool, "p1")], limits=limits)
+    port = proxy.ports["tcp"]
+
+    async def connect(ip: str) -> ScriptedMiner:
+        return await ScriptedMiner("127.0.0.1", port, local_host=ip).connect()
+
+    for _ in range(4):  # the burst: connect and leave at once, as a crash-looping miner does
+        miner = await connect("127.0.0.60")
+        assert (await miner.subscribe()).error is None
+        await miner.close()
+    refused = await connect("127.0.0.60")
+    await asyncio.wait_for(refused.closed.wait(), 5)
+    shown = [n.params[0] for n in refused.notifications if n.method == "client.show_message"]
+    assert shown and "connecting too often from this IP" in shown[0]
+    await refused.close()
+    other = await connect("127.0.0.61")  # another IP has its own allowance
+    assert (await other.subscribe()).error is None
+    await other.close()
+    await asyncio.sleep(0.25)  # 5 per second: one more is allowed again
+    again = await connect("127.0.0.60")
+    assert (await again.subscribe()).error is None
+    await again.close()
 
 
 async def test_slow_reader_is_dropped_not_buffered(pool: PoolServer, make_proxy) -> None:

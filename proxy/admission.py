@@ -1,0 +1,86 @@
+"""Who may connect: connection caps (total and per IP), temporary bans, and how fast one IP may
+open new connections. Pure bookkeeping, fed the time; kept by whichever process accepts miners —
+the single proxy's server, or the supervisor of several workers, so the limits hold across all.
+"""
+
+from collections import Counter
+
+from qscrypt.config import LimitsConfig
+
+_MAX_RATE_ENTRIES = 100_000
+"""IPs whose connect rate is remembered; beyond this, those whose allowance is full again go."""
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+class Admission:
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
+        self.per_ip: Counter[str] = Counter()
+        self.banned: dict[str, float] = {}
+        self._connects: dict[str, TokenBucket] = {}
+
+    @property
+    def connections(self) -> int:
+        return self.per_ip.total()
+
+    def refusal(self, ip: str, now: float) -> str | None:
+        """Why a new connection from `ip` is refused now, or None (then it counts as one attempt)."""
+        if self.is_banned(ip, now):
+            return "IP temporarily banned for invalid shares"
+        if self.connections >= self.limits.max_connections:
+            return "proxy full: connection limit reached"
+        if self.per_ip[ip] >= self.limits.max_connections_per_ip:
+            return "too many connections from this IP"
+        bucket = self._connects.get(ip)
+        if bucket is None:
+            if len(self._connects) >= _MAX_RATE_ENTRIES:
+                self._forget_rested(now)
+            bucket = self._connects[ip] = TokenBucket(self.limits.connects_per_ip_per_s,
+                                                      self.limits.connect_burst_per_ip, now)
+        if not bucket.take(now):
+            return "connecting too often from this IP"
+        return None
+
+    def _forget_rested(self, now: float) -> None:
+        for ip in [ip for ip, bucket in self._connects.items() if bucket.full(now)]:
+            del self._connects[ip]
+
+    def is_banned(self, ip: str, now: float) -> bool:
+        until = self.banned.get(ip)
+        if until is None:
+            return False
+        if until > now:
+            return True
+        del self.banned[ip]
+        return False
+
+    def ban(self, ip: str, seconds: float, now: float) -> None:
+        self.banned[ip] = now + seconds
+
+    def admitted(self, ip: str) -> None:
+        self.per_ip[ip] += 1
+
+    def released(self, ip: str, count: int = 1) -> None:
+        left = self.per_ip[ip] - count
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
