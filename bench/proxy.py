@@ -289,6 +289,8 @@ port = {port}
 [proxy.limits]
 max_connections = 200000
 max_connections_per_ip = 200000
+connect_burst_per_ip = 200000
+connects_per_ip_per_s = 100000.0
 messages_per_second = 100000.0
 message_burst = 100000
 handshake_timeout_s = 600.0

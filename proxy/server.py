@@ -89,11 +89,14 @@ class MinerConnection(asyncio.Protocol):
             self._consume(data, time.monotonic())
 
     def _consume(self, data: bytes, now: float) -> None:
-        for event in self.codec.feed(data):
+        events = self.codec.feed(data)
+        # One read is charged at once: one that holds more messages than the miner has allowance
+        # for is a flood, whichever of them came first.
+        if events and not self.bucket.take(now, len(events)):
+            self.close("message rate limit exceeded")
+            return
+        for event in events:
             if self.closed:
-                return
-            if not self.bucket.take(now):
-                self.close("message rate limit exceeded")
                 return
             if isinstance(event, stratum.ProtocolError):
                 self.protocol_errors += 1
