@@ -15,6 +15,7 @@ share is lost or answered twice.
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -178,7 +179,11 @@ class HasherPool:
 
 
 def serve(stdin: int = 0, stdout: int = 1) -> None:
-    """The hasher process: headers in, hashes out, in order, until its input closes."""
+    """The hasher process: headers in, hashes out, in order, until its input closes. Ctrl-C and a
+    service manager's SIGTERM reach the whole process group: the proxy ends its hashers itself,
+    after its last share, so they ignore both."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pending = b""
     while data := os.read(stdin, HEADER_BYTES * _READ_HEADERS):
         pending += data
@@ -191,5 +196,5 @@ def serve(stdin: int = 0, stdout: int = 1) -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+    with contextlib.suppress(BrokenPipeError):
         serve()

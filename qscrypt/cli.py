@@ -15,10 +15,10 @@ from qscrypt.log import configure_logging, get_logger
 from qscrypt.settings import ConfigError
 
 
-def _stop_event() -> asyncio.Event:
+def _stop_event(signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     return stop
@@ -79,8 +79,11 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     async def worker(index: int, link_fd: int) -> int:
+        # Ctrl-C reaches every process of the group; the supervisor stops its workers with SIGTERM,
+        # in order, so a worker does not stop on its own.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The coordinator has its own upstream session: one per proxy, in its first worker.
-        await run_proxy(config.proxy, os.environ.get(DSN_ENV), _stop_event(),
+        await run_proxy(config.proxy, os.environ.get(DSN_ENV), _stop_event((signal.SIGTERM,)),
                         coordinator if index == 0 else None, link_fd)
         return 0
 

@@ -61,8 +61,10 @@ def _metric(text: str, name: str) -> float:
 
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
+        # Its own process group, as under a terminal or a service manager: signals may go to all.
         return subprocess.Popen([sys.executable, "-m", "qscrypt.cli", "-c", str(config), "proxy",
-                                 "--no-database"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--no-database"], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def _readies(log: Path) -> int:
@@ -244,3 +246,17 @@ async def test_tls_miners_are_handed_to_workers(supervised: Running, tmp_path: P
         assert b'"error":null' in line and b"mining.notify" in line
     finally:
         writer.close()
+
+
+async def test_ctrl_c_to_the_whole_group_stops_everything_in_order(supervised: Running) -> None:
+    """A terminal's Ctrl-C reaches the supervisor, its workers and their hashers at once: the
+    supervisor alone decides, stops its workers, and nothing is restarted or reported dead."""
+    miner = await _miner(supervised.port)
+    assert (await miner.subscribe()).error is None
+    os.killpg(supervised.process.pid, signal.SIGINT)
+    await asyncio.wait_for(miner.closed.wait(), 20)
+    await asyncio.to_thread(supervised.process.wait, 20)
+    assert supervised.process.returncode == 0
+    log = supervised.log.read_text()
+    assert "worker_died" not in log and "hashers.died" not in log, log[-2000:]
+    await miner.close()
