@@ -33,6 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import prometheus_client
+from prometheus_client.multiprocess import MultiProcessCollector
+
 from mining import stratum
 from proxy.admission import Admission
 from qscrypt.config import ProxyConfig
@@ -157,7 +160,15 @@ class Supervisor:
         self.workers = [_Worker(i) for i in range(config.workers)]
         self.admission = Admission(config.limits)
         self.ports: dict[str, int] = {}
-        self.refused = 0
+        # Its own figures, served beside the workers' (the supervisor is no multiprocess writer).
+        self.registry = registry = prometheus_client.CollectorRegistry()
+        self.refused = prometheus_client.Counter(
+            "qscrypt_connections_refused_total", "Connections refused at accept", ["reason"],
+            registry=registry)
+        self.restarts = prometheus_client.Counter(
+            "qscrypt_worker_restarts_total", "Worker processes started again", registry=registry)
+        self.workers_ready = prometheus_client.Gauge(
+            "qscrypt_workers_ready", "Workers taking miners", registry=registry)
         self._listeners: list[socket.socket] = []
         self._metrics_dir = ""
         self._closing = False
@@ -173,12 +184,8 @@ class Supervisor:
             self.ports["tls"] = self._listen(listen.host, listen.tls_port, "tls")
         self._metrics_dir = tempfile.mkdtemp(prefix="qscrypt-metrics-")
         if self.config.metrics_port:
-            from prometheus_client import CollectorRegistry, start_http_server
-            from prometheus_client.multiprocess import MultiProcessCollector
-
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self._metrics_dir)
-            start_http_server(self.config.metrics_port, registry=registry)
+            MultiProcessCollector(self.registry, path=self._metrics_dir)
+            prometheus_client.start_http_server(self.config.metrics_port, registry=self.registry)
         for worker in self.workers:
             await self._spawn(worker)
         self.log.info("supervisor.started", workers=len(self.workers), **self.ports)
@@ -223,6 +230,7 @@ class Supervisor:
             multiprocess.mark_process_dead(worker.process.pid, self._metrics_dir)
         await asyncio.sleep(_RESTART_DELAY_S)
         if not self._closing:
+            self.restarts.inc()
             await self._spawn(worker)
 
     def _forget(self, worker: _Worker) -> None:
@@ -235,6 +243,8 @@ class Supervisor:
         for ip, count in worker.ips.items():
             self.admission.released(ip, count)
         worker.ips.clear()
+        worker.ready = False
+        self.workers_ready.set(sum(w.up for w in self.workers))
 
     async def close(self) -> None:
         self._closing = True
@@ -277,7 +287,7 @@ class Supervisor:
         if refusal is None and not ready:
             refusal = "no upstream work yet: try again shortly"
         if refusal is not None:
-            self.refused += 1
+            self.refused.labels(refusal.split(":")[0]).inc()
             if kind == "tcp":  # a TLS client could not read plain text anyway
                 with contextlib.suppress(OSError):
                     conn.send(stratum.notify("client.show_message", [f"qscrypt: {refusal}"]))
@@ -315,6 +325,7 @@ class Supervisor:
                 continue
             if "ready" in message:
                 worker.ready = True
+                self.workers_ready.set(sum(w.up for w in self.workers))
                 self.log.info("supervisor.worker_ready", worker=worker.index, pid=worker.process.pid
                               if worker.process else None)
             elif "closed" in message:

@@ -174,6 +174,8 @@ async def test_the_per_ip_limit_counts_across_workers(supervised: Running) -> No
         await asyncio.wait_for(refused.closed.wait(), 10)
         assert any("too many connections from this IP" in str(n.params) for n in refused.notifications)
         await refused.close()
+        assert 'qscrypt_connections_refused_total{reason="too many connections from this IP"} 1.0' \
+            in supervised.metrics()
         # Another IP is not affected.
         other = await _miner(supervised.port, "127.0.0.21")
         assert (await other.subscribe()).error is None
@@ -232,6 +234,9 @@ async def test_a_killed_worker_is_replaced_and_its_miners_stop_counting(
     await wait_for(lambda: _readies(supervised.log) >= 3, "the new worker to be ready", timeout=30)
     # The dead worker's connections no longer count against the per-IP limit of 6.
     fresh = [await _admitted(supervised.port, ip) for _ in range(len(miners) - len(survivors))]
+    metrics = supervised.metrics()
+    assert _metric(metrics, "qscrypt_worker_restarts_total") == 1
+    assert _metric(metrics, "qscrypt_workers_ready") == 2
     for miner in miners + fresh:
         await miner.close()
 
