@@ -66,7 +66,6 @@ class WorkerLink:
         self._outbox: list[bytes] = []
         self.lost = asyncio.Event()
         """Set when the supervisor is gone: the worker should stop."""
-        self.log = get_logger(component="worker-link")
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
