@@ -6,8 +6,8 @@ share checked against it reuses the parsed pieces instead of decoding hex per sh
 
 import struct
 from dataclasses import dataclass, field
-from hashlib import sha256
 
+from mining.hashing import sha256d
 from mining.merkle import merkle_root_from_branch
 from mining.serialize import swap_words
 
@@ -68,9 +68,7 @@ class Job:
         return self.coinb1 + extranonce1 + extranonce2 + self.coinb2
 
     def merkle_root(self, extranonce1: bytes, extranonce2: bytes) -> bytes:
-        # sha256d of the coinbase spelled out: the proxy does this for every share it checks.
-        coinbase = self.coinb1 + extranonce1 + extranonce2 + self.coinb2
-        return merkle_root_from_branch(sha256(sha256(coinbase).digest()).digest(), self.merkle_branch)
+        return merkle_root_from_branch(sha256d(self.coinbase(extranonce1, extranonce2)), self.merkle_branch)
 
     def header_prefix(self, merkle_root: bytes, ntime: int) -> bytes:
         """The first 76 bytes of the header: everything but the nonce."""
