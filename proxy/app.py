@@ -249,8 +249,10 @@ async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
         if proxy.link is None:
             await stop.wait()
         else:
-            lost = asyncio.create_task(proxy.link.lost.wait())
-            await asyncio.wait([asyncio.create_task(stop.wait()), lost], return_when=asyncio.FIRST_COMPLETED)
+            waits = {asyncio.create_task(stop.wait()), asyncio.create_task(proxy.link.lost.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
             stop.set()
     finally:
         if fan_out is not None:

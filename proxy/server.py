@@ -391,8 +391,8 @@ class StratumServer:
         total = counts[0] + counts[1]
         if total < self.limits.ban_min_shares:
             return
-        already = self.admission.is_banned(ip, time.monotonic())  # shares still in flight at the ban
-        if counts[1] / total >= self.limits.ban_invalid_ratio and not already:
+        if counts[1] / total >= self.limits.ban_invalid_ratio and \
+                not self.admission.is_banned(ip, time.monotonic()):  # not again for shares in flight
             self._ban(ip)
         # Judge recent behaviour, not a miner's whole history.
         if total >= 4 * self.limits.ban_min_shares:

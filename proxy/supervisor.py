@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import prometheus_client
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from mining import stratum
 from proxy.admission import Admission
@@ -153,7 +153,6 @@ class Supervisor:
 
     def __init__(self, config: ProxyConfig, worker_command: list[str], dsn: str | None) -> None:
         self.config = config
-        self.limits = config.limits
         self.worker_command = worker_command
         self.dsn = dsn
         self.workers = [_Worker(i) for i in range(config.workers)]
@@ -223,10 +222,8 @@ class Supervisor:
         if self._closing:
             return
         self.log.error("supervisor.worker_died", worker=worker.index, exit_code=code)
-        with contextlib.suppress(Exception):
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(worker.process.pid, self._metrics_dir)
+        with contextlib.suppress(OSError):
+            mark_process_dead(worker.process.pid, self._metrics_dir)
         await asyncio.sleep(_RESTART_DELAY_S)
         if not self._closing:
             self.restarts.inc()
@@ -243,6 +240,9 @@ class Supervisor:
             self.admission.released(ip, count)
         worker.ips.clear()
         worker.ready = False
+        self._count_ready()
+
+    def _count_ready(self) -> None:
         self.workers_ready.set(sum(w.up for w in self.workers))
 
     async def close(self) -> None:
@@ -324,7 +324,7 @@ class Supervisor:
                 continue
             if "ready" in message:
                 worker.ready = True
-                self.workers_ready.set(sum(w.up for w in self.workers))
+                self._count_ready()
                 self.log.info("supervisor.worker_ready", worker=worker.index, pid=worker.process.pid
                               if worker.process else None)
             elif "closed" in message:

@@ -42,13 +42,8 @@ class Running:
 
     def workers(self) -> list[int]:
         """PIDs of the worker processes (the supervisor's children that are not hashers)."""
-        found = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"proxy.hashers" not in cmdline:
-                    found.append(int(child))
-        return found
+        return [child for child in _children_of(self.process.pid)
+                if b"proxy.hashers" not in Path(f"/proc/{child}/cmdline").read_bytes()]
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
