@@ -5,13 +5,14 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES := litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
+# gcc, libssl-dev and python3.11-dev build mining/_sha256d.c (setup.py).
+DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev system-deps venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py mining/_sha256d.c | system-deps
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

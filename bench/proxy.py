@@ -272,6 +272,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of one process so far: each involuntary one is a
+    hasher or loop preempted, its caches refilled when it comes back."""
+    counts = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.endswith("ctxt_switches") or "ctxt_switches:" in line:
+            name, value = line.split(":")
+            counts[name] = int(value)
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
 def _is_hasher(pid: int) -> bool:
     return b"proxy.hashers" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -283,6 +294,7 @@ format = "json"
 [proxy]
 metrics_port = {metrics_port}
 workers = {workers}
+hash_processes = {hash_processes}
 [proxy.listen]
 host = "127.0.0.1"
 port = {port}
@@ -321,7 +333,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     config_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_port = proxy_port + 1
     config_path.write_text(PROXY_CONFIG.format(port=proxy_port, pool_port=pool.port,
-                                               metrics_port=metrics_port, workers=args.workers))
+                                               metrics_port=metrics_port, workers=args.workers,
+                                               hash_processes=args.hash_processes))
     child = _spawn_proxy(config_path, Path(args.workdir) / "bench-proxy.log", hard)
     try:
         await _wait_port(proxy_port, child)
@@ -396,6 +409,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         bench.answered.clear()
         tree = process_tree(child.pid)
         cpu_before = {member: cpu_seconds(member) for member in [*tree, os.getpid()]}
+        switches_before = {member: context_switches(member) for member in tree}
         times_before = machine_times()
         started = time.perf_counter()
         for miner, data in lines.items():
@@ -404,6 +418,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.wait_for(bench.answered.wait(), 120)
         elapsed = time.perf_counter() - started
         cpu_used = {member: cpu_seconds(member) - before for member, before in cpu_before.items()}
+        switches = {member: [b - a for a, b in zip(before, context_switches(member), strict=True)]
+                    for member, before in switches_before.items()}
         for name, seconds in machine_times().items():
             results[f"cores_{name}_pct"] = round(100 * (seconds - times_before[name]) / (elapsed * cores), 1)
         per_share = 1e6 / bench.expected
@@ -412,6 +428,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         results["cpu_us_per_share_proxy_loops"] = round(sum(cpu_used[m] for m in loops) * per_share, 1)
         results["cpu_us_per_share_hashers"] = round(sum(cpu_used[m] for m in hashers) * per_share, 1)
         results["cpu_us_per_share_load_generator"] = round(cpu_used[os.getpid()] * per_share, 1)
+        for group, members in (("loops", loops), ("hashers", hashers)):
+            for index, kind in enumerate(("voluntary", "preempted")):
+                count = sum(switches[m][index] for m in members)
+                results[f"switches_per_s_{group}_{kind}"] = round(count / elapsed)
         results["shares_validated"] = bench.expected
         results["shares_accepted"] = bench.accepted
         results["validated_per_s"] = round(bench.expected / elapsed)
@@ -491,6 +511,8 @@ def main() -> None:
     parser.add_argument("--forwarded", type=int, default=200, help="shares for the latency phase")
     parser.add_argument("--port", type=int, default=33333)
     parser.add_argument("--workers", type=int, default=1, help="proxy event-loop processes (proxy.workers)")
+    parser.add_argument("--hash-processes", type=int, default=0,
+                        help="hasher processes per worker (proxy.hash_processes; 0: one per core)")
     parser.add_argument("--workdir", default="var/bench")
     args = parser.parse_args()
     try:

@@ -1,6 +1,13 @@
-"""Hash functions used by scrypt coins: sha256d for ids and merkle trees, scrypt for proof of work."""
+"""Hash functions used by scrypt coins: sha256d for ids and merkle trees, scrypt for proof of work.
+
+sha256d is C (mining/_sha256d.c): the proxy runs it seven times for every share it checks, and
+through hashlib each call costs four times the hash itself."""
 
 import hashlib
+
+from mining._sha256d import sha256d
+
+__all__ = ["hash_to_hex", "hash_to_int", "scrypt_pow", "sha256d"]
 
 # hashlib.scrypt (OpenSSL) was chosen over the `scrypt` package by measurement (bench/scrypt.py,
 # BENCHMARKS.md): it is faster per call and releases the GIL, so a thread pool scales with cores.
@@ -8,10 +15,6 @@ _SCRYPT_N = 1024
 _SCRYPT_R = 1
 _SCRYPT_P = 1
 _SCRYPT_MAXMEM = 2 * 1024 * 1024
-
-
-def sha256d(data: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
 def scrypt_pow(header: bytes) -> bytes:
