@@ -8,6 +8,8 @@ all on loopback, and prints:
 - shares validated per second (every share is a full scrypt in the proxy), against the raw
   `hashlib.scrypt` rate of all the cores (one process per core hashing back to back) measured in
   this run, and the CPU each share cost the proxy's loop, its hashers and this load generator;
+- meanwhile, how long a new miner waits for its `mining.subscribe` answer (the loop stays
+  responsive while the hashers are saturated);
 - added latency of a forwarded share: miner sends → pool receives, minus one scrypt hash (p50/p99).
 """
 
@@ -163,6 +165,22 @@ def _hash_for(seconds: float, done: "multiprocessing.sharedctypes.Synchronized[i
         scrypt_pow(header)
         count += 1
     done.value = count
+
+
+async def _handshakes_until(done: asyncio.Event, port: int) -> list[float]:
+    """While the proxy validates a burst: a new miner connects and subscribes every 50 ms, and the
+    time to its answer is taken. The loop stays responsive when this stays small (a new miner is
+    never held back by the hashers' queue, only by a busy loop)."""
+    times: list[float] = []
+    while not done.is_set():
+        started = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(stratum.encode(stratum.Request(1, "mining.subscribe", ["probe/1.0"])))
+        await reader.readline()
+        times.append(time.perf_counter() - started)
+        writer.close()
+        await asyncio.sleep(0.05)
+    return times
 
 
 def raw_scrypt_rate(cores: int, seconds: float) -> float:
@@ -415,6 +433,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for miner, data in lines.items():
             miner.counting = True
             miner.transport.write(data)
+        probe = asyncio.create_task(_handshakes_until(bench.answered, proxy_port))
         await asyncio.wait_for(bench.answered.wait(), 120)
         elapsed = time.perf_counter() - started
         cpu_used = {member: cpu_seconds(member) - before for member, before in cpu_before.items()}
@@ -440,6 +459,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         raw = max(raw, await asyncio.to_thread(raw_scrypt_rate, cores, 3.0))
         results["raw_scrypt_hs"] = round(raw)
         results["validation_vs_raw_scrypt"] = round(bench.expected / elapsed / raw, 3)
+        handshakes = await probe
+        results["handshakes_during_validation"] = len(handshakes)
+        results["handshake_ms_p50"] = round(1000 * statistics.median(handshakes), 2)
+        results["handshake_ms_p99"] = round(1000 * _percentile(handshakes, 0.99), 2)
+        results["handshake_ms_max"] = round(1000 * max(handshakes), 2)
         for miner in senders:
             miner.counting = False
 
