@@ -36,7 +36,8 @@ def _valid_worker_name(name: str) -> bool:
 
 
 class Proxy:
-    def __init__(self, config: ProxyConfig, dsn: str | None = None) -> None:
+    def __init__(self, config: ProxyConfig, dsn: str | None = None, worker: int | None = None) -> None:
+        """`worker`: this process's index when it is one worker of a multi-process proxy."""
         if not config.upstreams:
             raise ValueError("proxy.upstreams: configure at least one upstream pool or daemon")
         self.config = config
@@ -47,7 +48,8 @@ class Proxy:
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize, self._on_move,
-                             (config.switching.stagger_miners, config.switching.stagger_interval_s))
+                             (config.switching.stagger_miners, config.switching.stagger_interval_s),
+                             worker)
         self.decisions = DecisionFeed(self.router, config.switching, config.upstreams, dsn) \
             if config.switching.api_url else None
         self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
@@ -228,13 +230,14 @@ def _tune_gc() -> None:
 
 
 async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
-                    coordinator: "CoordinatorConfig | None" = None, link_fd: int | None = None) -> None:
+                    coordinator: "CoordinatorConfig | None" = None,
+                    worker: tuple[int, int] | None = None) -> None:
     """The proxy until `stop`; with `coordinator`, also the Kafka fan-out of one upstream's work,
-    crediting its workers in the proxy's own accounting. With `link_fd` it is one worker of a
-    multi-process proxy and also stops when its supervisor is gone."""
-    proxy = Proxy(config, dsn)
+    crediting its workers in the proxy's own accounting. With `worker` = (index, control fd) it is
+    one worker of a multi-process proxy and also stops when its supervisor is gone."""
+    proxy = Proxy(config, dsn, worker[0] if worker else None)
     try:
-        await proxy.start(link_fd)
+        await proxy.start(worker[1] if worker else None)
     except BaseException:
         await proxy.close()  # what did start (hashers, upstream sessions) must not outlive a failed start
         raise

@@ -7,7 +7,27 @@ passes the id back to `mining.subscribe` resumes with the same extranonce1.
 """
 
 import secrets
+import string
 from collections import OrderedDict
+
+SESSION_ID_DIGITS = 16
+
+
+def new_session_id(worker: int | None = None) -> str:
+    """16 random hex digits; a worker of a multi-process proxy writes its index in the first two,
+    so the supervisor can send a miner that resumes the id back to the worker holding its prefix."""
+    if worker is None:
+        return secrets.token_hex(SESSION_ID_DIGITS // 2)
+    if not 0 <= worker <= 0xFF:
+        raise ValueError("a worker index is 0..255")
+    return f"{worker:02x}{secrets.token_hex(SESSION_ID_DIGITS // 2 - 1)}"
+
+
+def session_worker(session_id: str) -> int | None:
+    """The worker index written in a session id; None for anything no worker could have made."""
+    if len(session_id) != SESSION_ID_DIGITS or not all(c in string.hexdigits for c in session_id):
+        return None
+    return int(session_id[:2], 16)
 
 
 class PrefixSpaceFull(Exception):
@@ -15,10 +35,12 @@ class PrefixSpaceFull(Exception):
 
 
 class PrefixAllocator:
-    def __init__(self, size: int, resume_window_s: float = 300.0) -> None:
+    def __init__(self, size: int, resume_window_s: float = 300.0, worker: int | None = None) -> None:
         if not 0 <= size <= 4:
             raise ValueError("prefix size must be 0..4 bytes")
         self.size = size
+        self.worker = worker
+        """The worker process this allocator lives in, written into its session ids."""
         self.capacity = 1 << (8 * size)
         self._resume_window_s = resume_window_s
         self._live: dict[int, str] = {}  # prefix -> session id
@@ -57,7 +79,7 @@ class PrefixAllocator:
         if self.full:
             raise PrefixSpaceFull(f"all {self.capacity} extranonce prefixes are in use")
         prefix = self._find_free()
-        session_id = secrets.token_hex(8)
+        session_id = new_session_id(self.worker)
         self._live[prefix] = session_id
         return self._encode(prefix), session_id
 

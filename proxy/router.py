@@ -91,8 +91,10 @@ class Router:
     def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
                  authorize: Callable[[str, str], bool],
                  on_move: Callable[[Move], None] | None = None,
-                 stagger: tuple[int, float] = (200, 0.1)) -> None:
+                 stagger: tuple[int, float] = (200, 0.1), worker: int | None = None) -> None:
         self.prefix_size = prefix_size
+        self.worker = worker
+        """This process's index in a multi-process proxy: its session ids carry it."""
         self.grace_s = grace_s
         self.fallback_to_preferred = fallback_to_preferred
         self._authorize = authorize
@@ -156,7 +158,7 @@ class Router:
         extranonce2_size = layout[1]
         size = max(0, min(self.prefix_size, extranonce2_size - MIN_MINER_EXTRANONCE2))
         had_miners = member.allocator is not None and member.allocator.live > 0
-        member.allocator = PrefixAllocator(size)
+        member.allocator = PrefixAllocator(size, worker=self.worker)
         member.layout = layout
         self._log.info("upstream.layout", upstream=member.upstream.name, extranonce1=layout[0].hex(),
                        extranonce2_size=extranonce2_size, prefix_size=size,

@@ -11,7 +11,11 @@ and load-aware placement (the kernel's hash would ignore load and spread a NATed
 
 Workers' upstream sessions are their own, so miners of two workers never share an extranonce1:
 pools give every session its own, and the daemon upstream draws 4 random bytes per instance.
-A miner resuming its session id on another worker gets a fresh extranonce1, as at any pool.
+So a miner resuming its session id must land on the worker that holds its reserved prefix: on the
+plain port the supervisor waits for a new miner's first line (up to `_FIRST_LINE_WAIT_S`), reads
+it without taking it (MSG_PEEK), and sends a `mining.subscribe` that resumes an id back to the
+worker written in it (`proxy.extranonce.session_worker`). A TLS miner's first line is ciphertext
+here: it goes to the least-loaded worker and resumes only if that is its own.
 
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
 supervisor → worker `{"conn": "tcp"|"tls", "ip": …}` + the socket, `{"ban": ip, "seconds": s}`;
@@ -38,6 +42,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from mining import stratum
 from proxy.admission import Admission
+from proxy.extranonce import session_worker
 from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 
@@ -48,6 +53,10 @@ DSN_ENV = "QSCRYPT_PROXY_DSN"
 """The database the supervisor resolved, handed to workers outside their command line."""
 _MESSAGE_MAX = 4096
 _RESTART_DELAY_S = 1.0
+_FIRST_LINE_WAIT_S = 1.0
+"""How long a new plain-TCP miner may stay silent before it is placed without its first line
+(Stratum clients speak first, at once; a silent one meets the worker's handshake timeout)."""
+_PEEK_BYTES = 1024
 
 
 def _encode(message: dict[str, object]) -> bytes:
@@ -168,6 +177,8 @@ class Supervisor:
         self.workers_ready = prometheus_client.Gauge(
             "qscrypt_workers_ready", "Workers taking miners", registry=registry)
         self._listeners: list[socket.socket] = []
+        self._silent: dict[socket.socket, asyncio.TimerHandle] = {}
+        """Accepted plain-TCP miners whose first line has not arrived yet, with their deadline."""
         self._metrics_dir = ""
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -251,6 +262,11 @@ class Supervisor:
         for sock in self._listeners:
             loop.remove_reader(sock.fileno())
             sock.close()
+        for conn, deadline in self._silent.items():
+            deadline.cancel()
+            loop.remove_reader(conn.fileno())
+            conn.close()
+        self._silent.clear()
         for worker in self.workers:
             if worker.process is not None and worker.process.returncode is None:
                 worker.process.send_signal(signal.SIGTERM)
@@ -282,27 +298,68 @@ class Supervisor:
 
     def _place(self, conn: socket.socket, ip: str, kind: str) -> None:
         refusal = self.admission.refusal(ip, time.monotonic())
-        ready = [w for w in self.workers if w.up]
-        if refusal is None and not ready:
+        if refusal is None and not any(w.up for w in self.workers):
             refusal = "no upstream work yet: try again shortly"
         if refusal is not None:
-            self.refused.labels(refusal.split(":")[0]).inc()
-            if kind == "tcp":  # a TLS client could not read plain text anyway
-                with contextlib.suppress(OSError):
-                    conn.send(stratum.notify("client.show_message", [f"qscrypt: {refusal}"]))
+            self._refuse(conn, kind, refusal)
+            return
+        self.admission.admitted(ip)  # from here on the miner holds its slot, placed or not yet
+        if kind != "tcp":
+            self._hand_off(conn, ip, kind, None)
+            return
+        conn.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._silent[conn] = loop.call_later(_FIRST_LINE_WAIT_S, self._first_line, conn, ip)
+        loop.add_reader(conn.fileno(), self._first_line, conn, ip)
+
+    def _refuse(self, conn: socket.socket, kind: str, reason: str) -> None:
+        self.refused.labels(reason.split(":")[0]).inc()
+        if kind == "tcp":  # a TLS client could not read plain text anyway
+            with contextlib.suppress(OSError):
+                conn.send(stratum.notify("client.show_message", [f"qscrypt: {reason}"]))
+        conn.close()
+
+    def _first_line(self, conn: socket.socket, ip: str) -> None:
+        """The miner spoke, or its wait is over: place it, by the session id it resumes if any."""
+        deadline = self._silent.pop(conn, None)
+        if deadline is None:
+            return  # placed already: its data and its deadline came in the same loop iteration
+        deadline.cancel()
+        asyncio.get_running_loop().remove_reader(conn.fileno())
+        try:
+            data: bytes | None = conn.recv(_PEEK_BYTES, socket.MSG_PEEK)  # left for the worker to read
+        except BlockingIOError:
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":  # gone before it said anything
             conn.close()
+            self.admission.released(ip)
+            return
+        self._hand_off(conn, ip, "tcp", _resumed_worker(data) if data else None)
+
+    def _hand_off(self, conn: socket.socket, ip: str, kind: str, resumed: int | None) -> None:
+        ready = [w for w in self.workers if w.up]
+        if not ready:  # every worker went down while this miner was waiting
+            self.admission.released(ip)
+            self._refuse(conn, kind, "no upstream work yet: try again shortly")
             return
         worker = min(ready, key=lambda w: w.connections)
+        if resumed is not None and resumed < len(self.workers):
+            home = self.workers[resumed]
+            # Any client can send any id: a resume never piles miners onto one worker.
+            if home.up and home.connections <= 2 * worker.connections + 64:
+                worker = home
         assert worker.control is not None
         try:
             socket.send_fds(worker.control, [_encode({"conn": kind, "ip": ip})], [conn.fileno()])
         except OSError as exc:  # its queue is full or it just died: this miner reconnects
             self.log.warning("supervisor.handoff_failed", worker=worker.index, error=str(exc))
             conn.close()
+            self.admission.released(ip)
             return
         conn.close()  # the worker holds its own copy of the socket now
         worker.ips[ip] += 1
-        self.admission.admitted(ip)
 
     def _from_worker(self, worker: _Worker) -> None:
         control = worker.control
@@ -342,6 +399,19 @@ class Supervisor:
                         assert other.control is not None
                         with contextlib.suppress(OSError):
                             other.control.send(_encode({"ban": ip, "seconds": seconds}))
+
+
+def _resumed_worker(data: bytes) -> int | None:
+    """The worker written in the session id that a miner's first line, a `mining.subscribe`,
+    resumes; None for any other first line."""
+    line, newline, _ = data.partition(b"\n")
+    if not newline:
+        return None
+    event = stratum.decode_line(line.strip())
+    if not isinstance(event, stratum.Request) or event.method != "mining.subscribe" or len(event.params) < 2:
+        return None
+    session_id = event.params[1]
+    return session_worker(session_id) if isinstance(session_id, str) else None
 
 
 def worker_command(config_path: Path | None, no_database: bool) -> list[str]:

@@ -84,7 +84,7 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The coordinator has its own upstream session: one per proxy, in its first worker.
         await run_proxy(config.proxy, os.environ.get(DSN_ENV), _stop_event((signal.SIGTERM,)),
-                        coordinator if index == 0 else None, link_fd)
+                        coordinator if index == 0 else None, (index, link_fd))
         return 0
 
     if WORKER_ENV in os.environ:

@@ -187,8 +187,8 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.extranonce_prefix_size <= 4:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
-        if self.workers < 1:
-            raise ConfigError("proxy.workers", "must be 1 or more")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError("proxy.workers", "must be 1..256 (session ids carry the worker in one byte)")
         if self.hash_processes < 0:
             raise ConfigError("proxy.hash_processes", "must be 0 (one per core) or more")
         names = [u.name for u in self.upstreams]

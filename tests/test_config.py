@@ -50,6 +50,8 @@ def test_missing_environment_secret_names_key_and_variable() -> None:
         ("[[proxy.upstreams]]\nurl = \"stratum+tcp://x:1\"\n", "proxy.upstreams[0].name", "required"),
         ("[proxy.vardiff]\nminimum = 5.0\ninitial = 1.0\n", "proxy.vardiff", "minimum <= initial"),
         ("[proxy]\nextranonce_prefix_size = 9\n", "proxy.extranonce_prefix_size", "1..4"),
+        ("[proxy]\nworkers = 0\n", "proxy.workers", "1..256"),
+        ("[proxy]\nworkers = 300\n", "proxy.workers", "1..256"),
         ("not toml at all [", "<file>", "not valid TOML"),
     ],
 )

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from proxy.extranonce import PrefixAllocator, PrefixSpaceFull
+from proxy.extranonce import PrefixAllocator, PrefixSpaceFull, new_session_id, session_worker
 from tests.proxy.conftest import pool_upstream
 from tests.stratum_peers import PoolServer
 
@@ -36,6 +36,23 @@ def test_reservations_give_way_when_the_space_is_full() -> None:
     for prefix, _ in held:
         allocator.release(prefix, 1.0)
     assert len({allocator.allocate(2.0)[0] for _ in range(256)}) == 256
+
+
+def test_a_workers_session_ids_name_it() -> None:
+    allocator = PrefixAllocator(2, worker=7)
+    ids = {allocator.allocate(0.0)[1] for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 16 and session_worker(i) == 7 for i in ids)
+    assert session_worker(new_session_id(255)) == 255
+    assert len(new_session_id()) == 16
+    with pytest.raises(ValueError):
+        new_session_id(256)
+
+
+@pytest.mark.parametrize("session_id", ["", "07", "07" + "a" * 15, "zz" + "a" * 14, " 7" + "a" * 14,
+                                        "+7" + "a" * 14, "0x" + "a" * 14, "é" * 16])
+def test_ids_no_worker_made_name_no_worker(session_id: str) -> None:
+    assert session_worker(session_id) is None
 
 
 async def test_extranonce1_unique_across_1000_sessions(pool: PoolServer, make_proxy, miners) -> None:

@@ -3,11 +3,13 @@ over loopback by a test pool and scripted miners.
 
 Covered: miners spread over both workers and mine real shares through them; limits that must hold
 across workers (per IP, bans) hold; a killed worker is replaced and its connections stop counting;
-metrics of all workers come from the supervisor's one port; TLS miners are handed over too.
+metrics of all workers come from the supervisor's one port; TLS miners are handed over too; a
+miner resuming its session id goes back to the worker that holds its extranonce1.
 """
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -158,6 +160,51 @@ async def test_miners_spread_over_both_workers_and_mine_through_them(
     finally:
         for miner in miners:
             await miner.close()
+
+
+async def test_a_resuming_miner_goes_back_to_the_worker_holding_its_extranonce1(
+        supervised: Running) -> None:
+    # Without the supervisor reading the resume, least-loaded placement would send it to the other
+    # worker in the first round already: its own worker got the newcomer that filled its slot.
+    ip = "127.0.0.50"
+    miner = await _miner(supervised.port, ip)
+    assert (await miner.subscribe()).error is None
+    extranonce1, session_id = miner.extranonce1, miner.session_id
+    others: list[ScriptedMiner] = []
+    try:
+        for _ in range(3):
+            await miner.close()
+            await wait_for(lambda: _metric(supervised.metrics(), "qscrypt_miners_connected") == len(others),
+                           "the worker to see the miner go")
+            newcomer = await _miner(supervised.port, ip)
+            assert (await newcomer.subscribe()).error is None
+            others.append(newcomer)
+            miner = await _miner(supervised.port, ip)
+            assert (await miner.subscribe(resume=session_id)).error is None
+            assert (miner.extranonce1, miner.session_id) == (extranonce1, session_id)
+        assert len({m.extranonce1[:4] for m in others}) == 2  # the newcomers did spread
+    finally:
+        for other in [miner, *others]:
+            await other.close()
+
+
+async def test_miners_that_open_with_anything_else_are_placed_as_before(supervised: Running) -> None:
+    silent = await _miner(supervised.port, "127.0.0.60")
+    try:
+        await asyncio.sleep(1.5)  # longer than the supervisor waits for a first line
+        assert (await silent.subscribe()).error is None
+    finally:
+        await silent.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", supervised.port)
+    try:
+        writer.write(b"\xff\xfe not json\n")
+        error = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert error["error"][0] == -32700
+        writer.write(b'{"id":1,"method":"mining.subscribe","params":["x","zz-not-a-session"]}\n')
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert reply["id"] == 1 and reply["error"] is None
+    finally:
+        writer.close()
 
 
 async def test_the_per_ip_limit_counts_across_workers(supervised: Running) -> None:
