@@ -1,7 +1,7 @@
 """Hash functions used by scrypt coins: sha256d for ids and merkle trees, scrypt for proof of work.
 
-sha256d is C (mining/_sha256d.c): the proxy runs it seven times for every share it checks, and
-through hashlib each call costs four times the hash itself."""
+sha256d is C (mining/_sha256d.c): the proxy runs it for the coinbase and every merkle step of
+every share it checks, and through hashlib each call costs four times the hash itself."""
 
 import hashlib
 
