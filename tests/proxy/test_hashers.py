@@ -49,6 +49,19 @@ async def test_hashes_match_the_real_vectors() -> None:
         await pool.close()
 
 
+async def test_hashers_run_below_the_event_loop() -> None:
+    pool = HasherPool(2)
+    await pool.start()
+    try:
+        await _hash_all(pool, [os.urandom(80) for _ in range(4)])  # they have run their set-up
+        for hasher in pool._hashers:
+            assert hasher.transport is not None
+            pid = hasher.transport.get_pid()
+            assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+    finally:
+        await pool.close()
+
+
 async def test_a_killed_hasher_is_restarted_and_loses_no_header() -> None:
     pool = HasherPool(2)
     await pool.start()
