@@ -264,8 +264,12 @@ class RegtestPair:
             "-printtoconsole=0",
         ]  # fmt: skip
         with node.stdout_log.open("ab") as out:
+            # Its own session, like the embedded PostgreSQL: Ctrl-C at a terminal reaches the whole
+            # process group, and a node stopping at once would fail the proxy's last RPCs; the
+            # stack stops its nodes itself, after the proxy.
             node.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def _wait(self, node: Node, timeout: float, what: str, done: Callable[[], bool]) -> None:
