@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from proxy.accounting import Accounting, ShareWriter
 from proxy.decisions import DecisionFeed
 from proxy.hashers import HasherPool
-from proxy.metrics import ProxyMetrics
+from proxy.metrics import ProxyMetrics, top_workers
 from proxy.router import DEFAULT_PROFILE, Move, Router
 from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
@@ -188,13 +188,20 @@ class Proxy:
             now = time.monotonic()
             self._count_time_on_coins(now - last)
             last = now
-            figures = []
-            difficulty = {w: s.difficulty for s in self.router.sessions() for w in s.workers}
-            for worker, stats in self.accounting.workers.items():
-                figures.append((worker, stats.hashrate(now, self.accounting.window_s),
-                                difficulty.get(worker, 0.0)))
-            self.metrics.set_top_workers(figures)
+            self.report_workers(now)
             self.metrics.share_buffer.set(len(self.accounting.queue))
+
+    def report_workers(self, now: float) -> None:
+        """Hashrate and difficulty of the top workers: to the metrics, or, in a worker of a
+        multi-process proxy, to the supervisor, which ranks all processes' workers together."""
+        difficulty = {w: s.difficulty for s in self.router.sessions() for w in s.workers}
+        figures = [(worker, stats.hashrate(now, self.accounting.window_s), difficulty.get(worker, 0.0))
+                   for worker, stats in self.accounting.workers.items()]
+        self.metrics.total_hashrate.set(sum(figure[1] for figure in figures))
+        if self.link is not None:
+            self.link.top_workers(top_workers(figures))
+        else:
+            self.metrics.top_workers.show(top_workers(figures))
 
     def _count_time_on_coins(self, seconds: float) -> None:
         """Each worker's time on the coin it mines now (a move inside the interval is attributed

@@ -1,15 +1,52 @@
 """Prometheus metrics of the proxy. Label sets are bounded: reasons and upstreams are few, and
 per-worker figures are exported only for the top workers by hashrate. In a multi-process proxy
 (proxy.supervisor) the supervisor serves every worker's figures: counters and histograms summed,
-gauges summed or, with `liveall`, one series per worker process (a `pid` label)."""
+gauges summed or, with `liveall`, one series per worker process (a `pid` label); the top workers
+are ranked by the supervisor over all processes' figures, which the workers send it."""
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+TOP_WORKERS = 20
+WorkerFigure = tuple[str, float, float]
+"""(worker name, estimated hashrate in H/s, current difficulty)."""
+
+
+def top_workers(figures: Iterable[WorkerFigure], count: int = TOP_WORKERS) -> list[WorkerFigure]:
+    """The `count` workers with the most hashrate. A name seen more than once (rigs in two worker
+    processes mining under one name) counts once: hashrates summed, the highest difficulty."""
+    merged: dict[str, list[float]] = {}
+    for worker, hashrate, difficulty in figures:
+        entry = merged.setdefault(worker, [0.0, 0.0])
+        entry[0] += hashrate
+        entry[1] = max(entry[1], difficulty)
+    ranked = sorted(merged.items(), key=lambda item: item[1][0], reverse=True)[:count]
+    return [(worker, hashrate, difficulty) for worker, (hashrate, difficulty) in ranked]
+
+
+class TopWorkerGauges:
+    """The only per-worker series: hashrate and difficulty of the top workers, replaced whole at
+    each report so a worker that leaves the top leaves the output. In a multi-process proxy only
+    the supervisor sets them (a worker process's gauge could not forget a label)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hashrate = Gauge("qscrypt_worker_hashrate_hs", "Estimated hashrate (top workers)",
+                              ["worker"], registry=registry)
+        self.difficulty = Gauge("qscrypt_worker_difficulty", "Current difficulty (top workers)",
+                                ["worker"], registry=registry)
+
+    def show(self, top: list[WorkerFigure]) -> None:
+        self.hashrate.clear()
+        self.difficulty.clear()
+        for worker, hashrate, difficulty in top:
+            self.hashrate.labels(worker).set(hashrate)
+            self.difficulty.labels(worker).set(difficulty)
+
 
 class ProxyMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None, top_workers: int = 20) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.top_workers = top_workers
         r = self.registry
         self.miners = Gauge("qscrypt_miners_connected", "Miner connections held", registry=r,
                             multiprocess_mode="livesum")
@@ -20,10 +57,7 @@ class ProxyMetrics:
         self.disconnects = Counter("qscrypt_disconnects_total", "Miner connections closed by reason",
                                    ["reason"], registry=r)
         self.bans = Counter("qscrypt_ip_bans_total", "IPs banned for invalid shares", registry=r)
-        self.worker_hashrate = Gauge("qscrypt_worker_hashrate_hs", "Estimated hashrate (top workers)",
-                                     ["worker"], registry=r, multiprocess_mode="liveall")
-        self.worker_difficulty = Gauge("qscrypt_worker_difficulty", "Current difficulty (top workers)",
-                                       ["worker"], registry=r, multiprocess_mode="liveall")
+        self.top_workers = TopWorkerGauges(r)
         self.total_hashrate = Gauge("qscrypt_hashrate_hs", "Estimated hashrate of all miners", registry=r,
                                     multiprocess_mode="livesum")
         self.upstream_up = Gauge("qscrypt_upstream_up", "1 when the upstream is ready", ["upstream"],
@@ -44,13 +78,3 @@ class ProxyMetrics:
         self.blocks = Counter("qscrypt_blocks_total", "Blocks submitted", ["upstream", "result"], registry=r)
         self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
                                   registry=r, multiprocess_mode="livesum")
-
-    def set_top_workers(self, figures: list[tuple[str, float, float]]) -> None:
-        """(worker, hashrate, difficulty) for every worker; only the top N keep a label."""
-        self.worker_hashrate.clear()
-        self.worker_difficulty.clear()
-        ranked = sorted(figures, key=lambda f: f[1], reverse=True)
-        for worker, hashrate, difficulty in ranked[: self.top_workers]:
-            self.worker_hashrate.labels(worker).set(hashrate)
-            self.worker_difficulty.labels(worker).set(difficulty)
-        self.total_hashrate.set(sum(f[1] for f in figures))

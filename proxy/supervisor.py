@@ -19,11 +19,13 @@ here: it goes to the least-loaded worker and resumes only if that is its own.
 
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
 supervisor → worker `{"conn": "tcp"|"tls", "ip": …}` + the socket, `{"ban": ip, "seconds": s}`;
-worker → supervisor `{"ready": true}` (an upstream has work), `{"closed": ip}`, `{"ban": ip, "seconds": s}`.
+worker → supervisor `{"ready": true}` (an upstream has work), `{"closed": ip}`, `{"ban": ip, "seconds": s}`,
+`{"top": [[worker, hashrate, difficulty], …]}` (its top workers, every report).
 """
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -43,6 +45,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from mining import stratum
 from proxy.admission import Admission
 from proxy.extranonce import session_worker
+from proxy.metrics import TopWorkerGauges, WorkerFigure, top_workers
 from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 
@@ -51,7 +54,8 @@ WORKER_ENV = "QSCRYPT_WORKER"
 """`INDEX/COUNT` of a worker process."""
 DSN_ENV = "QSCRYPT_PROXY_DSN"
 """The database the supervisor resolved, handed to workers outside their command line."""
-_MESSAGE_MAX = 4096
+_MESSAGE_MAX = 65536
+"""Room for the largest control message: 20 top workers with 128-character, JSON-escaped names."""
 _RESTART_DELAY_S = 1.0
 _FIRST_LINE_WAIT_S = 1.0
 """How long a new plain-TCP miner may stay silent before it is placed without its first line
@@ -112,6 +116,9 @@ class WorkerLink:
 
     def banned(self, ip: str, seconds: float) -> None:
         self._send({"ban": ip, "seconds": seconds})
+
+    def top_workers(self, top: list[WorkerFigure]) -> None:
+        self._send({"top": [list(figure) for figure in top]})
 
     def _send(self, message: dict[str, object]) -> None:
         data = _encode(message)
@@ -176,6 +183,9 @@ class Supervisor:
             "qscrypt_worker_restarts_total", "Worker processes started again", registry=registry)
         self.workers_ready = prometheus_client.Gauge(
             "qscrypt_workers_ready", "Workers taking miners", registry=registry)
+        self.top = TopWorkerGauges(registry)
+        self._tops: dict[int, list[WorkerFigure]] = {}
+        """Each worker process's latest top workers, ranked together for the metrics."""
         self._listeners: list[socket.socket] = []
         self._silent: dict[socket.socket, asyncio.TimerHandle] = {}
         """Accepted plain-TCP miners whose first line has not arrived yet, with their deadline."""
@@ -252,6 +262,11 @@ class Supervisor:
         worker.ips.clear()
         worker.ready = False
         self._count_ready()
+        if self._tops.pop(worker.index, None) is not None:
+            self._show_top()
+
+    def _show_top(self) -> None:
+        self.top.show(top_workers(itertools.chain.from_iterable(self._tops.values())))
 
     def _count_ready(self) -> None:
         self.workers_ready.set(sum(w.up for w in self.workers))
@@ -384,6 +399,13 @@ class Supervisor:
                 self._count_ready()
                 self.log.info("supervisor.worker_ready", worker=worker.index, pid=worker.process.pid
                               if worker.process else None)
+            elif "top" in message:
+                try:
+                    self._tops[worker.index] = [(str(w), float(h), float(d)) for w, h, d in message["top"]]
+                except (TypeError, ValueError):
+                    self.log.warning("supervisor.bad_message", worker=worker.index, kind="top")
+                    continue
+                self._show_top()
             elif "closed" in message:
                 ip = str(message["closed"])
                 if worker.ips[ip] > 0:

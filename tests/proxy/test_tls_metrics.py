@@ -3,11 +3,13 @@
 import asyncio
 import socket
 import ssl
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 from mining import stratum
+from proxy.metrics import TOP_WORKERS, top_workers
 from qscrypt.config import ListenConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer, make_certificate
@@ -77,3 +79,37 @@ async def test_metrics_endpoint_reports_miners_shares_and_upstreams(pool: PoolSe
     assert 'qscrypt_upstream_active{upstream="p1"} 1.0' in text
     assert 'qscrypt_upstream_submits_total{result="accepted",upstream="p1"} 1.0' in text
     assert "qscrypt_upstream_submit_seconds_bucket" in text
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_top_workers_ranks_by_hashrate_and_merges_one_name() -> None:
+    figures = [("a", 5.0, 1.0), ("b", 9.0, 2.0), ("c", 1.0, 4.0), ("a", 6.0, 3.0)]
+    assert top_workers(figures, 2) == [("a", 11.0, 3.0), ("b", 9.0, 2.0)]
+    assert top_workers([], 2) == []
+
+
+async def test_only_the_top_workers_get_a_series(pool: PoolServer, make_proxy, miners) -> None:
+    port = _free_port()
+    proxy = await make_proxy([pool_upstream(pool, "p1")], metrics_port=port)
+    miner = await miners(proxy.ports["tcp"])
+    await miner.subscribe()
+    names = [f"rig{i:02d}" for i in range(TOP_WORKERS + 5)]
+    for name in names:
+        assert (await miner.authorize(name, "d=0.001")).result is True
+    for index, name in enumerate(names):
+        # More shares for later names: they must be the ones ranked.
+        for extra in range(1 + index // 10):
+            assert (await miner.mine_one(name, bytes([index, extra, 0, 0])[:miner.extranonce2_size])).result
+    proxy.report_workers(time.monotonic())
+    text = await asyncio.to_thread(_scrape, port)
+    shown = {line.split('"')[1] for line in text.splitlines()
+             if line.startswith("qscrypt_worker_hashrate_hs{")}
+    assert len(shown) == TOP_WORKERS
+    assert {"rig20", "rig21", "rig22", "rig23", "rig24"} <= shown
+    assert all(f'qscrypt_worker_difficulty{{worker="{name}"}} 0.001' in text for name in shown)
+    assert float(next(line.split()[-1] for line in text.splitlines()
+                      if line.startswith("qscrypt_hashrate_hs "))) > 0

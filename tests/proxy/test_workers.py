@@ -3,8 +3,9 @@ over loopback by a test pool and scripted miners.
 
 Covered: miners spread over both workers and mine real shares through them; limits that must hold
 across workers (per IP, bans) hold; a killed worker is replaced and its connections stop counting;
-metrics of all workers come from the supervisor's one port; TLS miners are handed over too; a
-miner resuming its session id goes back to the worker that holds its extranonce1.
+metrics of all workers come from the supervisor's one port, the top workers ranked across them;
+TLS miners are handed over too; a miner resuming its session id goes back to the worker that holds
+its extranonce1.
 """
 
 import asyncio
@@ -157,6 +158,13 @@ async def test_miners_spread_over_both_workers_and_mine_through_them(
         metrics = supervised.metrics()
         assert _metric(metrics, "qscrypt_miners_connected") == len(miners)
         assert _metric(metrics, "qscrypt_shares_total") >= 4
+        # The top workers are ranked by the supervisor over both processes: one series per worker
+        # name, no per-process label (each worker reports every 10 s).
+        await wait_for(lambda: all(f'qscrypt_worker_hashrate_hs{{worker="rig{i}"}}' in supervised.metrics()
+                                   for i in range(4)), "both workers' top workers", timeout=30)
+        series = [line for line in supervised.metrics().splitlines()
+                  if line.startswith(("qscrypt_worker_hashrate_hs{", "qscrypt_worker_difficulty{"))]
+        assert len(series) == 8 and not any("pid=" in line for line in series), series
     finally:
         for miner in miners:
             await miner.close()
