@@ -5,29 +5,11 @@ the single proxy's server, or the supervisor of several workers, so the limits h
 
 from collections import Counter
 
+from proxy.token_bucket import TokenBucket
 from qscrypt.config import LimitsConfig
 
 _MAX_RATE_ENTRIES = 100_000
 """IPs whose connect rate is remembered; beyond this, those whose allowance is full again go."""
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
-
-    def full(self, now: float) -> bool:
-        return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
 class Admission:

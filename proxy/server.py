@@ -16,11 +16,12 @@ from collections.abc import Callable
 from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
-from proxy.admission import Admission, TokenBucket
+from proxy.admission import Admission
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
 from proxy.router import Router
 from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
+from proxy.token_bucket import TokenBucket
 from proxy.upstream.base import SubmitOutcome
 from proxy.validate import ShareCandidate, Verdict
 from proxy.vardiff import Vardiff

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from proxy.token_bucket import TokenBucket
 from qscrypt.bus.aio import wait_event
 
 T = TypeVar("T")
@@ -24,29 +25,6 @@ class ThrottleStats:
     sent: int = 0
     dropped_overflow: int = 0
     dropped_stale: int = 0
-
-
-class TokenBucket:
-    """`rate` tokens a second, at most `burst` saved up (the clock is passed in)."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self._at = now
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + (now - self._at) * self.rate)
-        self._at = now
-
-    def wait_s(self, now: float) -> float:
-        """Seconds until a token is there (0 when one is)."""
-        self._refill(now)
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-
-    def take(self, now: float) -> None:
-        self._refill(now)
-        self.tokens -= 1
 
 
 class ShareThrottle(Generic[T]):

@@ -13,7 +13,8 @@ import pytest
 from proxy.coordinator.book import TaskBook
 from proxy.coordinator.config import CoordinatorConfig
 from proxy.coordinator.space import NONCES_PER_EXTRANONCE2, NonceSpace
-from proxy.coordinator.throttle import ShareThrottle, TokenBucket
+from proxy.coordinator.throttle import ShareThrottle
+from proxy.token_bucket import TokenBucket
 from qscrypt.bus import BusConfig, CommitFailed
 from qscrypt.bus.memory import InProcessBus
 from qscrypt.bus.messages import (
