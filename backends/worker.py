@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.engine import CancelToken, Engine, RateMeter, SearchResult, SearchWork, search_async
-from qscrypt.bus.aio import cancel_and_wait, wait_event
+from qscrypt.bus.aio import backoff_s, cancel_and_wait, wait_event
 from qscrypt.bus.base import Bus, BusUnavailable, CommitFailed, Record, Subscription
 from qscrypt.bus.config import BusConfig
 from qscrypt.bus.messages import (
@@ -217,7 +217,7 @@ class Worker:
                 records = await tasks.getmany(0.5, self.config.prefetch)
             except BusUnavailable as exc:
                 self._log.warning("worker.tasks_unavailable", error=str(exc))
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
                 failures += 1
                 continue
             failures = 0
@@ -263,7 +263,7 @@ class Worker:
             if stop.is_set():
                 return False
             self._log.warning("worker.results_unavailable", pending=outbox.pending)
-            await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
             failures += 1
         return True
 
@@ -489,7 +489,7 @@ async def main(args: argparse.Namespace) -> int:
                 await worker.run(stop)
             except BusUnavailable as exc:  # not reachable yet, or gone while joining: try again
                 log.warning("worker.broker_unavailable", error=str(exc))
-                await wait_event(stop, _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                await wait_event(stop, backoff_s(_BACKOFF_S, failures))
                 failures += 1
         log.info("worker.stopped", tasks=worker.stats.tasks_done, hashes=worker.stats.hashes)
     finally:

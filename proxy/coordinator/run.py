@@ -9,7 +9,7 @@ from proxy.coordinator.service import Coordinator
 from proxy.coordinator.store import CursorStore, MemoryCursorStore, PostgresCursorStore
 from proxy.upstream.base import Upstream
 from qscrypt.bus import Bus, BusUnavailable, create_bus
-from qscrypt.bus.aio import wait_event
+from qscrypt.bus.aio import backoff_s, wait_event
 from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
@@ -55,7 +55,7 @@ async def run_coordinator(config: CoordinatorConfig, proxy: ProxyConfig, dsn: st
             break
         except BusUnavailable as exc:
             log.warning("coordinator.bus_unavailable", error=str(exc))
-            await wait_event(stop, _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            await wait_event(stop, backoff_s(_BACKOFF_S, failures))
             failures += 1
     if stop.is_set():
         return

@@ -32,7 +32,7 @@ from proxy.coordinator.space import NonceSpace
 from proxy.coordinator.store import Cursor, CursorStore, MemoryCursorStore, StoreError
 from proxy.coordinator.throttle import ShareThrottle
 from proxy.upstream.base import Upstream, UpstreamWork
-from qscrypt.bus.aio import cancel_and_wait
+from qscrypt.bus.aio import backoff_s, cancel_and_wait
 from qscrypt.bus.base import Bus, BusError, BusUnavailable, CommitFailed
 from qscrypt.bus.messages import (
     MAX_BATCH,
@@ -225,7 +225,7 @@ class Coordinator:
                     self._log.warning("coordinator.job_switch_failed", error=str(exc))
                     if not self._jobs.empty():
                         break  # newer work supersedes this one
-                    await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                    await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
                     failures += 1
             await self._fill()
 
@@ -299,7 +299,7 @@ class Coordinator:
                 self._log.warning("coordinator.announce_failed", epoch=state.epoch, error=str(exc))
                 if not self._jobs.empty():
                     return
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
                 failures += 1
 
     async def _tick_loop(self) -> None:
@@ -388,7 +388,7 @@ class Coordinator:
                 records = await self._results.getmany(0.25, 4096)
             except BusUnavailable as exc:
                 self._log.warning("coordinator.results_unavailable", error=str(exc))
-                await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
                 failures += 1
                 continue
             failures = 0

@@ -1,8 +1,14 @@
-"""Two asyncio helpers the bus's users share, both about Python 3.11's cancellation edge cases."""
+"""Helpers the bus's users share: how long to back off after failures in a row, and two asyncio
+helpers about Python 3.11's cancellation edge cases."""
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+
+def backoff_s(steps: Sequence[float], failures: int) -> float:
+    """The wait after `failures` failures in a row: each step in turn, then the last one for ever."""
+    return steps[min(failures, len(steps) - 1)]
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> None:
