@@ -7,8 +7,6 @@ server when no DSN is set). The schema is migrated first, so a fresh machine nee
 
 import argparse
 import asyncio
-import contextlib
-import signal
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -17,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from api.config import ApiConfig
+from qscrypt.signals import stop_on_signals
 
 log = structlog.get_logger("api")
 
@@ -54,22 +53,8 @@ async def serve(config: ApiConfig, args: argparse.Namespace) -> int:
             url=f"http://{config.host}:{config.port}/v1/decisions",
             writes="enabled" if config.write_token() else "disabled: set api.token or QSCRYPT_API_TOKEN",
         )
-        await _until_signalled()
+        with stop_on_signals() as stop:
+            await stop.wait()
     finally:
         await runner.cleanup()
     return 0
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)

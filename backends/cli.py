@@ -2,12 +2,12 @@
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from backends.devices import EngineOptions, format_devices, list_devices
 from backends.miner import MinerConfig, parse_url, run_miner
 from backends.opencl import KernelParams
+from qscrypt.signals import stop_on_signals
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +53,7 @@ async def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"qscrypt miner: {error}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        config = MinerConfig(url=args.url, user=args.user, password=args.password, engine=options)
-        await run_miner(config, stop)
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    with stop_on_signals() as stop:
+        await run_miner(MinerConfig(url=args.url, user=args.user, password=args.password, engine=options),
+                        stop)
     return 0

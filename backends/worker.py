@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import time
@@ -48,6 +47,7 @@ from qscrypt.bus.messages import (
 from qscrypt.bus.security import authenticated_identity
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
+from qscrypt.signals import stop_on_signals
 
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -464,18 +464,19 @@ def _create_engine(args: argparse.Namespace) -> Engine:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from qscrypt.bus.kafka import KafkaBus
-
     try:
         config = bus_config(args)
         worker_id = resolve_worker_id(config, args.worker_id)
     except (ConfigError, ValueError) as exc:
         print(f"qscrypt worker: {exc}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    with stop_on_signals() as stop:
+        return await _serve(config, worker_id, args, stop)
+
+
+async def _serve(config: BusConfig, worker_id: str, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from qscrypt.bus.kafka import KafkaBus
+
     log = get_logger(component="worker", worker=worker_id)
     engine = await asyncio.to_thread(_create_engine, args)
     bus = KafkaBus(config)

@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -13,15 +12,7 @@ from typing import Any
 from qscrypt.config import Config, load_config
 from qscrypt.log import configure_logging, get_logger
 from qscrypt.settings import ConfigError
-
-
-def _stop_event(signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
+from qscrypt.signals import stop_on_signals
 
 
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -71,11 +62,11 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
             from qscrypt.db.migrate import migrate
 
             await migrate(dsn)
-        if config.proxy.workers > 1:
-            command = worker_command(args.config, args.no_database)
-            await run_supervisor(config.proxy, command, dsn, _stop_event())
-        else:
-            await run_proxy(config.proxy, dsn, _stop_event(), coordinator)
+        with stop_on_signals() as stop:
+            if config.proxy.workers > 1:
+                await run_supervisor(config.proxy, worker_command(args.config, args.no_database), dsn, stop)
+            else:
+                await run_proxy(config.proxy, dsn, stop, coordinator)
         return 0
 
     async def worker(index: int, link_fd: int) -> int:
@@ -83,8 +74,9 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
         # in order, so a worker does not stop on its own.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The coordinator has its own upstream session: one per proxy, in its first worker.
-        await run_proxy(config.proxy, os.environ.get(DSN_ENV), _stop_event((signal.SIGTERM,)),
-                        coordinator if index == 0 else None, (index, link_fd))
+        with stop_on_signals((signal.SIGTERM,)) as stop:
+            await run_proxy(config.proxy, os.environ.get(DSN_ENV), stop,
+                            coordinator if index == 0 else None, (index, link_fd))
         return 0
 
     if WORKER_ENV in os.environ:
@@ -97,7 +89,11 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from qscrypt.stack import run_stack
 
-    return _run(lambda: run_stack(config, args.data_dir, args.with_miner, _stop_event))
+    async def stack() -> int:
+        with stop_on_signals() as stop:
+            return await run_stack(config, args.data_dir, args.with_miner, stop)
+
+    return _run(stack)
 
 
 def cmd_bench(config: Config, args: argparse.Namespace) -> int:

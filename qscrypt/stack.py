@@ -9,7 +9,6 @@ polls for its profiles' decisions.
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,14 +24,12 @@ if TYPE_CHECKING:
     from qscrypt.devnet.litecoind import RegtestPair
 
 
-async def run_stack(config: Config, data_dir: Path, with_miner: bool,
-                    stop_event: Callable[[], asyncio.Event]) -> int:
+async def run_stack(config: Config, data_dir: Path, with_miner: bool, stop: asyncio.Event) -> int:
     from proxy.app import Proxy
     from qscrypt.db.embedded import ensure_running, stop_running
     from qscrypt.db.migrate import migrate
 
     log = get_logger(component="stack")
-    stop = stop_event()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started_pg = not config.database.dsn
