@@ -377,8 +377,10 @@ class StratumServer:
         upstream = self.router.upstream(candidate.job.upstream)
         if upstream is None:
             return None
-        outcome = await upstream.submit(candidate.job.job.job_id, candidate.extranonce2, candidate.ntime,
-                                        candidate.nonce, candidate.header, candidate.worker)
+        work = candidate.job.work
+        outcome = await upstream.submit(work.job.job_id, candidate.extranonce2, candidate.ntime,
+                                        candidate.nonce, candidate.header, candidate.worker,
+                                        extranonce1=work.extranonce1)
         result = "accepted" if outcome.accepted else "rejected"
         self.metrics.upstream_submits.labels(upstream.name, result).inc()
         self.metrics.upstream_latency.labels(upstream.name).observe(outcome.latency_s)

@@ -86,10 +86,11 @@ class Upstream(abc.ABC):
 
     @abc.abstractmethod
     async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
-                     header: bytes, worker: str) -> SubmitOutcome:
+                     header: bytes, worker: str, extranonce1: bytes | None = None) -> SubmitOutcome:
         """Submit a share found on `job_id` (the upstream's own id) with the full extranonce2.
 
         `header` is the 80-byte header the proxy already built and hashed, and `worker` the miner
         that found it: a daemon upstream needs both to assemble and record a block; a pool
-        upstream ignores them.
+        upstream ignores them. `extranonce1` is the one the share was built on: a pool upstream
+        refuses to send a share of a session that has ended.
         """

@@ -252,7 +252,6 @@ class DaemonUpstream(Upstream):
         log("daemon.work", job=job.job_id, height=fields.height, clean=clean,
             transactions=len(template.get("transactions", ())), mweb="mweb" in template,
             reward=fields.coinbasevalue)
-        self._set_state(UpstreamState.READY)
         self._publish_job(UpstreamWork(job, self.extranonce1, EXTRANONCE2_SIZE, fields.target))
 
     def _failed(self, exc: Exception, failures: int) -> float:
@@ -285,7 +284,7 @@ class DaemonUpstream(Upstream):
     # -- blocks ---------------------------------------------------------------------------------
 
     async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
-                     header: bytes, worker: str) -> SubmitOutcome:
+                     header: bytes, worker: str, extranonce1: bytes | None = None) -> SubmitOutcome:
         """Submit the block this share completes; ntime and nonce are already in `header`."""
         started = time.monotonic()
         found_at = datetime.now(UTC)
