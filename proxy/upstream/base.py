@@ -21,6 +21,8 @@ class SubmitOutcome:
     reason: str | None
     latency_s: float
     block_hash: str | None = None
+    status: str | None = None
+    """For a block (a daemon upstream): accepted, rejected, orphaned or pending, as `blocks` has it."""
 
 
 @dataclass(frozen=True, slots=True)
