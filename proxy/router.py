@@ -60,7 +60,8 @@ class Group:
 
     @property
     def healthy(self) -> bool:
-        return any(m.upstream.healthy for m in self.members)
+        """Can take miners: an upstream with work, and the extranonce space to place them in."""
+        return any(m.upstream.healthy and m.allocator is not None for m in self.members)
 
 
 @dataclass
@@ -372,7 +373,8 @@ class Router:
     def _allocate(self, group: Group, now: float, resume_id: str | None) -> Assignment | None:
         for member in group.members:
             upstream = member.upstream
-            if not upstream.healthy or member.allocator is None or member.layout is None:
+            # Work, not READY: a new layout moves miners before the upstream is READY again.
+            if upstream.work is None or member.allocator is None or member.layout is None:
                 continue
             try:
                 prefix, session_id = member.allocator.allocate(now, resume_id)

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mining.job import Job
+from qscrypt.log import get_logger
+
+_log = get_logger(component="upstream")
 
 
 class UpstreamState(enum.Enum):
@@ -59,18 +62,22 @@ class Upstream(abc.ABC):
         self._state_listeners.append(listener)
 
     def _publish_job(self, work: UpstreamWork) -> None:
-        """New work; an upstream with work is READY (state listeners already see it healthy)."""
+        """New work; an upstream with work is READY. Job listeners hear of the work first (the
+        router makes room for miners on it), state listeners then see it healthy."""
         self.work = work
         self.last_job_at = time.monotonic()
-        self._set_state(UpstreamState.READY)
         for listener in self._job_listeners:
             listener(self, work)
+        self._set_state(UpstreamState.READY)
 
     def _set_state(self, state: UpstreamState, error: str | None = None) -> None:
         if error is not None:
             self.last_error = error
         if state is self.state:
             return
+        log = _log.info if state is UpstreamState.READY else _log.warning
+        log("upstream.state", upstream=self.name, previous=self.state.value, state=state.value,
+            error=error if state is not UpstreamState.READY else None)
         self.state = state
         for listener in self._state_listeners:
             listener(self)

@@ -219,7 +219,7 @@ class DaemonUpstream(Upstream):
                 # make an orphan. It stops now, not when no_job_timeout_s runs out.
                 self._log.error("daemon.tip_moved_without_work", best=best, error=str(exc))
                 self.work = None
-                self._set_state(UpstreamState.DOWN, f"new block {best} but no template for it: {exc}")
+                raise DaemonError(f"new block {best} but no template for it: {exc}") from exc
             raise
 
     async def _check_chain(self) -> None:
