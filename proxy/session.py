@@ -150,7 +150,7 @@ class MinerSession:
     accepted: int = 0
     rejected: int = 0
     _job_difficulty: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    _seen: OrderedDict[tuple[str, str], set[int]] = field(default_factory=OrderedDict)
+    _seen: OrderedDict[tuple[str, str, bytes, bytes], set[int]] = field(default_factory=OrderedDict)
     """Shares seen per upstream job: copies of one job under several ids (a keep-alive with a later
     ntime, a difficulty change) are one job, and a share counts once across all of them."""
     _variants: int = 0
@@ -320,7 +320,9 @@ class MinerSession:
             extranonce2, job.work.extranonce2_size - len(prefix))
         if problem is not None:
             return self._refuse(request, worker, problem)
-        seen_key = (job.upstream, job.job.job_id)
+        # One header per key: the same upstream job on the same extranonce (its copies under other
+        # ids share it; another pool session or prefix makes other headers).
+        seen_key = (job.upstream, job.job.job_id, job.work.extranonce1, prefix)
         seen = self._seen.get(seen_key)
         if seen is None:
             seen = self._seen[seen_key] = set()
