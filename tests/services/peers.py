@@ -280,6 +280,7 @@ class Verdict:
 class Notify:
     at: float
     job_id: str
+    ntime: int
     clean: bool
 
 
@@ -322,7 +323,7 @@ class StratumMiner(PeerProcess):
         method = message.get("method")
         params = message.get("params") or []
         if method == "mining.notify" and len(params) >= 9:
-            self.notifies.append(Notify(at, str(params[0]), bool(params[8])))
+            self.notifies.append(Notify(at, str(params[0]), int(str(params[7]), 16), bool(params[8])))
         elif method == "mining.set_difficulty" and params:
             self.difficulties.append((at, float(params[0])))
         elif method == "client.show_message" and params:
@@ -639,6 +640,20 @@ def _answers(port: int) -> bool:
     return False
 
 
+@contextlib.asynccontextmanager
+async def running_pool(build: Path, work_dir: Path, pair: RegtestPair,
+                       settings: PoolSettings) -> AsyncIterator[FoundationPool]:
+    """A foundation pool on `pair` (paying a new address of its wallet), stopped afterwards."""
+    address = pair.wallet.call("getnewaddress", "pool", "bech32")
+    pool = FoundationPool(build, work_dir, pair, address, settings)
+    _record.logs.append(pool.log_path)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.stop()
+
+
 @pytest.fixture(scope="module")
 async def foundation_pool(foundation_pool_build: Path, request: pytest.FixtureRequest,
                           tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FoundationPool]:
@@ -650,18 +665,15 @@ async def foundation_pool(foundation_pool_build: Path, request: pytest.FixtureRe
     except LitecoinError as exc:
         raise fixture_failure(f"the pool's litecoind regtest pair did not start: {exc}") from None
     with _stopping(pair):
-        address = pair.wallet.call("getnewaddress", "pool", "bech32")
-        pool = FoundationPool(foundation_pool_build, base / "pool", pair, address, settings)
-        _record.logs.append(pool.log_path)
-        try:
-            await pool.start()
-        except (AssertionError, PeerError) as exc:
-            raise fixture_failure(f"foundation-v2-litecoin did not start: {exc}") from None
-        _record.startup_s.setdefault("foundation-v2-litecoin on its litecoind pair", time.monotonic() - began)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                pool = await stack.enter_async_context(
+                    running_pool(foundation_pool_build, base / "pool", pair, settings))
+            except (AssertionError, PeerError) as exc:
+                raise fixture_failure(f"foundation-v2-litecoin did not start: {exc}") from None
+            _record.startup_s.setdefault("foundation-v2-litecoin on its litecoind pair",
+                                         time.monotonic() - began)
             yield pool
-        finally:
-            await pool.stop()
 
 
 @contextlib.contextmanager
