@@ -82,6 +82,7 @@ class JobEntry:
     upstream_job_id: str
     clean: bool
     extranonce1: bytes
+    difficulty: float  # the upstream's share difficulty for it
 
 
 @dataclass
@@ -119,7 +120,8 @@ class ShareLog:
         def adding(upstream: str, work: UpstreamWork, now: float, coin: str | None = None) -> ProxyJob:
             job = add(upstream, work, now, coin)
             self.jobs.append(JobEntry(time.monotonic(), job.id, upstream, work.job.job_id,
-                                      work.job.clean_jobs, work.extranonce1))
+                                      work.job.clean_jobs, work.extranonce1,
+                                      share_target_to_difficulty(work.target)))
             return job
 
         server.count_rejection = counting  # type: ignore[method-assign]
@@ -144,13 +146,26 @@ class ShareLog:
     def forwarded(self, upstream: str | None = None, since: float = 0.0) -> list[Forward]:
         return [f for f in self.forwards if f.at >= since and upstream in (None, f.upstream)]
 
+    def job(self, job_id: str) -> JobEntry | None:
+        return next((j for j in self.jobs if j.job_id == job_id), None)
+
+    def worth_forwarding(self, upstream: str | None = None) -> list[Answer]:
+        """Accepted shares whose hash also meets their upstream's difficulty for the job."""
+        worth = []
+        for answer in self.accepted(upstream):
+            job = self.job(answer.job_id)
+            if job is not None and answer.share_difficulty is not None and \
+                    answer.share_difficulty >= job.difficulty:
+                worth.append(answer)
+        return worth
+
     def jobs_of(self, upstream: str, since: float = 0.0) -> list[JobEntry]:
         return [j for j in self.jobs if j.upstream == upstream and j.at >= since]
 
     def replaced_before(self, job_id: str, at: float) -> bool:
         """Whether the job had been replaced by clean work of its upstream before `at`: a share for
         it is stale then, whatever else happened."""
-        entry = next((j for j in self.jobs if j.job_id == job_id), None)
+        entry = self.job(job_id)
         if entry is None:
             return False
         return any(j.upstream == entry.upstream and j.clean and entry.at < j.at < at for j in self.jobs)

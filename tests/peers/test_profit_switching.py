@@ -71,9 +71,12 @@ async def test_profile_moved_between_an_idle_and_a_busy_pool_loses_no_share(
             tmp_path / "spill", upstreams, failover=replace(FAILOVER, no_job_timeout_s=900.0),
             switching=switching))
         # The idle pool's last job: one block on its chain, then nothing.
+        kicked = time.monotonic()
         await asyncio.to_thread(idle.pair.generate, 1)
-        await wait_until(lambda: run.shares.jobs_of("idle") and run.proxy.router.upstream("idle").healthy, 30,
-                         "the idle pool's job at the proxy", idle)
+        idle_upstream = run.proxy.router.upstream("idle")
+        assert idle_upstream is not None
+        await wait_until(lambda: run.shares.jobs_of("idle", kicked) and idle_upstream.healthy, 30,
+                         "the idle pool's job on its new block at the proxy", idle)
         idle_since = time.monotonic()
         routes = run.proxy.router.routes
         await wait_until(lambda: "p1" in routes and routes["p1"].active == "busy", 10,

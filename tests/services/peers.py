@@ -598,7 +598,8 @@ class FoundationPool(PeerProcess):
         try:
             await self.wait_for(lambda: len(self.ready_at) > ready or self._start_error(began), timeout,
                                 "the pool to initialize")
-            if error := self._start_error(began):
+            if len(self.ready_at) <= ready:
+                error = self._start_error(began)
                 raise AssertionError(f"the pool failed to start: {error}\n{self.describe()}")
             for port in self.ports.values():
                 await self.wait_for(lambda p=port: _answers(p), 10, f"the pool's port {port} to answer")
