@@ -249,35 +249,60 @@ async def wait_until(predicate: Callable[[], object], timeout: float, what: str,
     return time.monotonic() - began
 
 
-def match_pool_verdicts(forwards: list[Forward], verdicts: list[PoolShare]) -> list[str]:
-    """Problems found pairing each share the proxy forwarded with the pool's verdict on it: a count
-    that differs, a share the pool refused, or one whose difficulty the pool computed otherwise than
-    the proxy (the pool prints 8 decimals). Pairs are made in order of the difficulty reached."""
+def match_pool_verdicts(forwards: list[Forward], verdicts: list[PoolShare],
+                        optional: list[Forward] | None = None) -> list[str]:
+    """Problems found pairing each share the proxy forwarded with the pool's verdict on it, by the
+    difficulty each computed for the share (the pool logs 8 decimals): a share with no verdict at
+    that difficulty (the pool hashed another header: another coinbase), a share the pool refused,
+    and a verdict on no share the proxy forwarded. `optional` shares may have a verdict or none
+    (the pool was stopped before it logged it)."""
     problems = []
-    if len(forwards) != len(verdicts):
-        problems.append(f"the proxy forwarded {len(forwards)} shares, the pool logged "
-                        f"{len(verdicts)} verdicts")
-    problems += [f"the pool refused a share: {v.error} (the proxy computed "
-                 f"{_nearest(v.actual, forwards)})" for v in verdicts if not v.accepted]
-    # On regtest the pool takes any hash under the network target as a block before it checks the
-    # share difficulty: a share built on the wrong coinbase is "accepted" about half the time.
-    problems += [f"the pool took a share only as a regtest block: difficulty {v.actual:.8f} where it "
-                 f"asks {v.difficulty:g} (the proxy computed {_nearest(v.actual, forwards)})"
-                 for v in verdicts if v.accepted and v.actual is not None and v.difficulty is not None
-                 and v.actual < 0.99 * v.difficulty]
-    ours = sorted(f.share_difficulty or 0.0 for f in forwards)
-    theirs = sorted(v.actual or 0.0 for v in verdicts if v.accepted)
-    if len(ours) == len(theirs):
-        for mine, pools in zip(ours, theirs, strict=True):
-            if abs(mine - pools) > 1.5e-8 + 1e-9 * mine:
-                problems.append(f"share difficulty {mine:.8f} at the proxy, {pools:.8f} at the pool")
+    left = list(verdicts)
+
+    def take(forward: Forward) -> PoolShare | None:
+        mine = forward.share_difficulty
+        for verdict in left:
+            if mine is not None and verdict.actual is not None and \
+                    abs(verdict.actual - mine) <= 1.5e-8 + 1e-9 * mine:
+                left.remove(verdict)
+                return verdict
+        return None
+
+    for forward in forwards:
+        verdict = take(forward)
+        if verdict is None:
+            problems.append(f"no verdict at the pool for the difficulty the proxy computed: {forward}")
+        elif not verdict.accepted:
+            problems.append(f"the pool refused {forward}: {verdict.error}")
+    for forward in optional or ():
+        take(forward)
+    for verdict in left:
+        if verdict.accepted and verdict.actual is not None and verdict.difficulty is not None and \
+                verdict.actual < 0.99 * verdict.difficulty:
+            # On regtest the pool takes any hash under the network target as a block before it
+            # checks the share difficulty: a share built on another coinbase passes half the time.
+            problems.append(f"the pool took a share only as a regtest block: difficulty {verdict.actual:.8f} "
+                            f"where it asks {verdict.difficulty:g}, and the proxy forwarded none of that "
+                            f"difficulty")
+        elif not verdict.accepted:
+            problems.append(f"the pool refused a share the proxy forwarded ({verdict.error})")
+        else:
+            problems.append(f"the pool accepted a share at difficulty {verdict.actual} that the proxy did "
+                            f"not forward at that difficulty")
     return problems
 
 
-def _nearest(actual: float | None, forwards: list[Forward]) -> str:
-    if actual is None:
-        return "?"
-    reached = [f.share_difficulty for f in forwards if f.share_difficulty is not None]
-    if not reached:
-        return "nothing"
-    return f"{min(reached, key=lambda d: abs(d - actual)):.6g} for the nearest; the pool {actual:.6g}"
+def judge_pool_window(forwards: list[Forward], verdicts: list[PoolShare], stop: float | None = None,
+                      margin: float = 1.0) -> tuple[list[str], list[Forward]]:
+    """`match_pool_verdicts` for the shares forwarded until the pool was stopped at `stop`: those the
+    pool answered within `margin` s of the stop may have lost their log line with it, and those it
+    never answered (it died first) are returned apart, as lost in flight."""
+    def answered(forward: Forward) -> float:
+        return forward.answered_at if forward.answered_at is not None else float("inf")
+
+    lost = [f for f in forwards if stop is not None and not f.accepted and answered(f) >= stop]
+    late = [f for f in forwards if stop is not None and f not in lost and answered(f) >= stop - margin]
+    judged = [f for f in forwards if f not in lost and f not in late]
+    problems = match_pool_verdicts(judged, verdicts, optional=late)
+    problems += [f"answered true, refused by the pool: {f}" for f in judged + late if not f.accepted]
+    return problems, lost
