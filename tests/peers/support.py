@@ -170,6 +170,15 @@ class ShareLog:
             return False
         return any(j.upstream == entry.upstream and j.clean and entry.at < j.at < at for j in self.jobs)
 
+    def stale(self) -> list[Answer]:
+        """Refused shares whose job had been replaced by clean work when they arrived: a miner's
+        share crossing a new block's job on the wire (cpuminer drops most of those itself)."""
+        return [a for a in self.rejected() if self.replaced_before(a.job_id, a.at)]
+
+    def refused_otherwise(self) -> list[Answer]:
+        """Every other refusal: none is expected from a real miner."""
+        return [a for a in self.rejected() if not self.replaced_before(a.job_id, a.at)]
+
     async def settle(self, timeout: float = 20.0) -> None:
         """Wait until every forwarded share has the upstream's verdict."""
         await wait_until(lambda: all(f.outcome is not None for f in self.forwards), timeout,

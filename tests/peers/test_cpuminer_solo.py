@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from qscrypt.devnet.litecoind import MWEB_ACTIVATION_HEIGHT, RegtestPair
-from tests.peers.support import REGTEST_SHARE_DIFFICULTY, RunningProxy, running_proxy, solo_upstream
+from tests.peers.support import (
+    REGTEST_SHARE_DIFFICULTY,
+    Forward,
+    RunningProxy,
+    running_proxy,
+    solo_upstream,
+)
 from tests.services.peers import CpuMiner, PeerFactory
 
 # About 33,000 hashes a share: a block every 2 s or so at cpuminer's 15-20 kH/s on one core. Slow
@@ -39,15 +44,19 @@ async def _blocks_through_the_proxy(pair: RegtestPair, peers: PeerFactory, tmp_p
     return run, miner, script, took
 
 
-def _check_shares(run: RunningProxy, miner: CpuMiner) -> list[Any]:
-    """Every share cpuminer sent was answered `true`, hashed to a block, submitted and accepted."""
-    refused = run.shares.rejected()
-    assert not refused, f"the proxy refused {len(refused)} shares: {refused[:5]}\n{miner.describe()}"
-    assert miner.rejected == 0, miner.describe()
+def _check_shares(run: RunningProxy, miner: CpuMiner) -> list[Forward]:
+    """Every share cpuminer sent was answered; each answered `true` was a block litecoind took.
+
+    The one refusal allowed is a stale share: one for work the proxy had already replaced with
+    clean work when it arrived (cpuminer drops most of those itself, but a share can cross the
+    new job on the wire right after the proxy's own block)."""
+    stale, wrong = run.shares.stale(), run.shares.refused_otherwise()
+    assert not wrong, f"the proxy refused {len(wrong)} shares: {wrong[:5]}\n{miner.describe()}"
+    assert miner.rejected == len(stale), miner.describe()
     assert len(miner.submits) == len(miner.answers) == len(miner.results), (
         f"{len(miner.submits)} submits, {len(miner.answers)} answers, {len(miner.results)} verdicts")
     accepted = run.shares.accepted()
-    assert len(accepted) == len(miner.submits)
+    assert len(accepted) + len(stale) == len(miner.submits)
     forwards = run.shares.forwarded()
     assert len(forwards) == len(accepted), "every share is a block on regtest: each one is submitted"
     not_in_chain = [str(f) for f in forwards if not f.accepted]
@@ -76,7 +85,8 @@ async def test_cpuminer_blocks_before_mweb_are_accepted_by_both_nodes(
         assert block["tx"][0]["vout"][0]["scriptPubKey"]["hex"] == script
     assert pair.height() == start + len(hashes), "nobody else mines on this pair meanwhile"
     print(f"\ncpuminer: {len(hashes)} blocks (heights {start + 1}-{pair.height()}) in {took:.1f} s, "
-          f"{miner.accepted} shares accepted, none refused; proxy ready after {run.ready_after:.2f} s")
+          f"{miner.accepted} shares accepted, {miner.rejected} stale; proxy ready after "
+          f"{run.ready_after:.2f} s")
 
 
 async def test_cpuminer_blocks_across_mweb_activation_are_accepted_by_both_nodes(
@@ -102,4 +112,4 @@ async def test_cpuminer_blocks_across_mweb_activation_are_accepted_by_both_nodes
     assert pair.mweb_pegin_txid in [tx["txid"] for tx in first["tx"]], "the peg-in opens MWEB"
     assert first["mweb"]["num_txos"] >= 1
     print(f"\ncpuminer across MWEB: blocks {MWEB_ACTIVATION_HEIGHT}-{pair.height()} in {took:.1f} s, "
-          f"{miner.accepted} shares accepted, none refused")
+          f"{miner.accepted} shares accepted, {miner.rejected} stale")
