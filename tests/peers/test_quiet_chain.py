@@ -38,7 +38,8 @@ async def test_cpuminer_on_a_quiet_chain_stays_connected_and_keeps_hashing(
 
     assert not miner.timeouts, (
         f"cpuminer timed out the silent proxy {len(miner.timeouts)} times, at "
-        f"{[round(t - began) for t in miner.timeouts]} s; longest silence {max(gaps):.1f} s")
+        f"{[round(t - began) for t in miner.timeouts]} s; longest silence {max(gaps):.1f} s "
+        f"(cpuminer's output: {miner.log_path})")
     assert len(miner.subscribes) == 1, f"cpuminer connected {len(miner.subscribes)} times: {miner.errors}"
     assert not miner.errors, miner.errors
     assert max(gaps) <= KEEPALIVE_S + KEEPALIVE_SLACK_S, (
