@@ -94,6 +94,13 @@ class Proxy:
 
     def _upstream_state(self, upstream: Upstream) -> None:
         self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
+        if upstream.healthy:
+            # Soon, not now: the router moves its miners first (it hears of the state after us).
+            asyncio.get_running_loop().call_soon(self._work_available)
+
+    def _work_available(self) -> None:
+        if self.router.has_work:
+            self.server.work_available()
 
     def _on_move(self, move: Move) -> None:
         if move.profile == DEFAULT_PROFILE:

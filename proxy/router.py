@@ -215,6 +215,12 @@ class Router:
         """The group the default profile mines on."""
         return self.routes[DEFAULT_PROFILE].active
 
+    @property
+    def has_work(self) -> bool:
+        """Whether a new miner (on the default profile) can be given work now."""
+        active = self.active
+        return active is not None and self.groups[active].healthy
+
     def route_for(self, profile: str | None) -> Route:
         return self.routes.get(profile or DEFAULT_PROFILE) or self.routes[DEFAULT_PROFILE]
 

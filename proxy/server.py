@@ -97,6 +97,13 @@ class MinerConnection(asyncio.Protocol):
             self._unread.append(data)
             self.server.hold(self)
             return
+        if not self.session.subscribed and not self.server.router.has_work:
+            # No upstream has work yet (the proxy is starting, or every upstream is down): a miner
+            # refused now waits out its own retry pause (cpuminer: 30 s), so its subscribe waits
+            # here for the first work instead, up to the handshake timeout.
+            self._unread.append(data)
+            self.server.wait_for_work(self)
+            return
         self._consume(data, now)
 
     def resume(self) -> None:
@@ -247,6 +254,8 @@ class StratumServer:
         self.connections: set[MinerConnection] = set()
         self._unflushed: list[MinerConnection] = []
         self._held: dict[MinerConnection, None] = {}  # insertion order: oldest first
+        self._waiting: dict[MinerConnection, None] = {}
+        """Miners whose subscribe waits for an upstream with work."""
         self.holds = 0
         """Times a miner's input was left unread for the hashers to catch up."""
         hasher.on_room = self._release_held
@@ -282,6 +291,20 @@ class StratumServer:
             conn.transport.pause_reading()
             self._held[conn] = None
             self.holds += 1
+
+    def wait_for_work(self, conn: MinerConnection) -> None:
+        if conn not in self._waiting and conn.transport is not None:
+            conn.transport.pause_reading()
+            self._waiting[conn] = None
+
+    def work_available(self) -> None:
+        """An upstream has work again: the miners waiting to subscribe go on, oldest first."""
+        waiting, self._waiting = self._waiting, {}
+        for conn in waiting:
+            if conn.closed or conn.transport is None:
+                continue
+            conn.transport.resume_reading()
+            conn.resume()
 
     def _release_held(self) -> None:
         """The hashers have room: let held miners in, oldest first, until they fill it again."""
@@ -387,7 +410,11 @@ class StratumServer:
                 session = conn.session
                 if not (session.subscribed and session.authorized) and \
                         now - conn.connected_at > self.limits.handshake_timeout_s:
-                    conn.close("did not subscribe and authorize in time")
+                    if conn in self._waiting:
+                        del self._waiting[conn]
+                        conn.close("no upstream work available, try again later")
+                    else:
+                        conn.close("did not subscribe and authorize in time")
                 elif now - conn.last_activity > self.limits.idle_timeout_s:
                     conn.close("idle timeout")
 

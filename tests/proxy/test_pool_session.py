@@ -29,16 +29,24 @@ async def test_the_job_sent_with_the_subscribe_answer_is_mined_at_once(make_prox
         await pool.wait_for(lambda: len(pool.accepted()) == 1)
 
 
-async def test_no_work_is_published_before_the_pool_authorizes(make_proxy) -> None:
+async def test_no_work_is_published_before_the_pool_authorizes_and_early_miners_wait_for_it(
+        make_proxy, miners) -> None:
     async with PoolServer(authorize_delay_s=1.5) as pool:
         proxy = await make_proxy([pool_upstream(pool, "a")], ready=False)
         upstream = proxy.router.upstream("a")
         assert upstream is not None
+        early = await miners(proxy.ports["tcp"])
+        subscribing = asyncio.create_task(early.subscribe())  # before the proxy has any work
         await wait_for(lambda: pool.authorized_users, "the authorize request")
         await asyncio.sleep(1.0)  # the job is in, the authorize answer is not
         assert upstream.work is None and proxy.router.active is None
+        assert not subscribing.done()  # held, not refused: cpuminer would wait 30 s to retry
         await wait_for(lambda: proxy.router.active == "a", "work once authorized", timeout=5)
         assert upstream.work is not None and upstream.work.extranonce1 == pool.sessions[-1].extranonce1
+        answer = await asyncio.wait_for(subscribing, 5)
+        assert answer.error is None and early.extranonce1[:4] == upstream.work.extranonce1
+        await early.authorize("early")
+        assert (await early.mine_one("early")).result is True
 
 
 async def test_after_every_pool_restart_forwarded_shares_carry_the_new_sessions_extranonce(
