@@ -7,7 +7,7 @@ needs its scrypt hash, or a reason to close. Sockets, timers and the hashers liv
 
 import functools
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from proxy.vardiff import Vardiff
 
 VERSION = "qscrypt/0.1.0"
 _JOBS_REMEMBERED = 16
+_JOBS_RETIRED = 48
+"""Older job ids kept per miner (references to the jobs' own strings): 64 jobs back in all."""
 _MAX_SHARES_PER_JOB = 65536
 
 # Difficulties repeat (vardiff moves in steps), and the exact division behind a target is not cheap.
@@ -139,6 +141,9 @@ class MinerSession:
     _job_difficulty: OrderedDict[str, float] = field(default_factory=OrderedDict)
     _seen: dict[str, set[int]] = field(default_factory=dict)
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
+    _retired: deque[str] | None = None
+    """Ids of jobs sent to this miner that `_job_difficulty` no longer holds: a share for one is
+    stale, not made up. Made on the first retirement (one deque block per miner, ~0.6 KB)."""
 
     @property
     def subscribed(self) -> bool:
@@ -276,18 +281,29 @@ class MinerSession:
         return result
 
     def _submit(self, request: stratum.Request, now: float) -> list[Action]:
-        parsed = validate.parse_submit(request.params)
-        if isinstance(parsed, Rejection):
-            return self._refuse(request, request.params[0], parsed)
-        worker, job_id, extranonce2, ntime, nonce = parsed
+        # Who is asking comes first: a refusal to a name nobody authorized (or to a connection
+        # that never subscribed) is counted in metrics, never stored under that name.
+        worker = request.params[0]
         if worker not in self.workers:
             return self._refuse(request, worker, validate.reject(
                 stratum.UNAUTHORIZED, validate.UNAUTHORIZED, "unauthorized worker"))
         if self.assignment is None:
             return self._refuse(request, worker, validate.reject(
                 stratum.NOT_SUBSCRIBED, validate.NOT_SUBSCRIBED, "not subscribed"))
+        parsed = validate.parse_submit(request.params)
+        if isinstance(parsed, Rejection):
+            return self._refuse(request, worker, parsed)
+        worker, job_id, extranonce2, ntime, nonce = parsed
         job = self.hub.find_job(job_id)
-        if job is None or job_id not in self._job_difficulty:
+        if job_id not in self._job_difficulty:
+            if self._retired is not None and job_id in self._retired:
+                return self._refuse(request, worker, validate.reject(
+                    stratum.JOB_NOT_FOUND, validate.STALE, "stale job"))
+            # Never sent to this miner: not a late share but a made-up one, which counts toward
+            # the invalid-share ban like any other invalid share.
+            return self._refuse(request, worker, validate.reject(
+                stratum.JOB_NOT_FOUND, validate.UNKNOWN_JOB, "job not found"))
+        if job is None:
             return self._refuse(request, worker, validate.reject(
                 stratum.JOB_NOT_FOUND, validate.STALE, "job not found"))
         if not self.hub.is_current(job, now):
@@ -377,6 +393,9 @@ class MinerSession:
         while len(self._job_difficulty) > _JOBS_REMEMBERED:
             old, _ = self._job_difficulty.popitem(last=False)
             self._seen.pop(old, None)
+            if self._retired is None:
+                self._retired = deque(maxlen=_JOBS_RETIRED)
+            self._retired.append(old)
 
     def move(self, assignment: Assignment, job: ProxyJob | None, now: float) -> list[Action]:
         """Put this miner on another upstream (failover or a profile switch)."""
