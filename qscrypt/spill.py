@@ -126,7 +126,11 @@ async def replay(spill_dir: Path, dsn: str, quarantine: bool) -> int:
     from proxy.upstream.daemon import insert_block
     from qscrypt.db.migrate import migrate
 
-    await migrate(dsn)
+    try:
+        await migrate(dsn)
+    except Exception as exc:  # unreachable, refused: say so, touch nothing
+        print(f"PostgreSQL is not reachable ({type(exc).__name__}: {exc}); nothing was replayed")
+        return 2
     left = 0
     claimed: list[JournalDir] = []
     # A proxy from before the journal left its spill in spill_dir itself: claiming adopts it.
