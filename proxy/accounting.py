@@ -165,8 +165,12 @@ def encode_row(row: ShareRow) -> bytes:
     back unchanged), the time as POSIX seconds. Formatted by hand: json.dumps of the row costs
     twice as much, and this runs for every share (bench.recording)."""
     ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash = row
-    return (f'[{ts.timestamp()!r},{_escape(worker)},{_escape(upstream)},{_escape(job_id)},'
-            f'{_number(difficulty)},{"null" if share_diff is None else _number(share_diff)},'
+    # x - x == 0.0 is False only for inf and nan, which repr() would write as invalid JSON.
+    if difficulty - difficulty == 0.0 and (share_diff is None or share_diff - share_diff == 0.0):
+        numbers = f'{difficulty!r},{"null" if share_diff is None else repr(share_diff)}'
+    else:
+        numbers = f'{_number(difficulty)},{"null" if share_diff is None else _number(share_diff)}'
+    return (f'[{ts.timestamp()!r},{_escape(worker)},{_escape(upstream)},{_escape(job_id)},{numbers},'
             f'{_escape(result)},{"null" if reason is None else _escape(reason)},'
             f'{"null" if block_hash is None else _escape(block_hash)}]\n').encode()
 
@@ -226,9 +230,14 @@ _CLOSE_FLUSH_S = 10.0
 _LOG_REPEAT_S = 60.0
 _MARKER_DAYS = 30
 
+# One statement for a segment's workers (arrays, not one statement per worker: executemany cost
+# more than the COPY with a thousand workers, bench.recording). Names come sorted, so writers of
+# several proxy processes lock the same rows in the same order and never deadlock each other.
 _INSERT_WORKERS = """
 INSERT INTO workers (name, accepted, rejected, stale, last_share_at, last_seen)
-VALUES ($1, $2, $3, $4, $5, $5)
+SELECT name, accepted, rejected, stale, at, at
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+    AS t (name, accepted, rejected, stale, at)
 ON CONFLICT (name) DO UPDATE SET
     accepted = workers.accepted + EXCLUDED.accepted,
     rejected = workers.rejected + EXCLUDED.rejected,
@@ -458,7 +467,7 @@ class ShareWriter:
     @staticmethod
     async def _insert(conn: asyncpg.Connection, rows: list[ShareRow]) -> None:
         await conn.copy_records_to_table("shares", records=rows, columns=SHARE_COLUMNS)
-        await conn.executemany(_INSERT_WORKERS, worker_totals(rows))
+        await conn.execute(_INSERT_WORKERS, *zip(*worker_totals(rows), strict=True))
 
     def _quarantine(self, segment: str, refused: list[tuple[int, ShareRow, BaseException]],
                     unreadable: list[Unreadable]) -> None:
@@ -611,14 +620,20 @@ class ShareWriter:
 
 
 def worker_totals(rows: list[ShareRow]) -> list[tuple[str, int, int, int, datetime]]:
+    """(name, accepted, rejected, stale, last share) per worker, sorted by name."""
     totals: dict[str, list[Any]] = {}
     for row in rows:
         ts, worker, result = row[0], row[1], row[6]
-        entry = totals.setdefault(worker, [0, 0, 0, ts])
-        entry[_RESULT_INDEX[result]] += 1
+        entry = totals.get(worker)
+        if entry is None:
+            entry = totals[worker] = [0, 0, 0, ts]
+        index = _RESULT_INDEX.get(result)
+        if index is None:  # a hand-edited segment: a row error, so bisection finds the row
+            raise ValueError(f"share result {result!r} is none of {sorted(_RESULT_INDEX)}")
+        entry[index] += 1
         if ts > entry[3]:
             entry[3] = ts
-    return [(w, a, r, s, t) for w, (a, r, s, t) in totals.items()]
+    return [(w, a, r, s, t) for w, (a, r, s, t) in sorted(totals.items())]
 
 
 _RESULT_INDEX = {"accepted": 0, "rejected": 1, "stale": 2}
