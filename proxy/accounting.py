@@ -359,6 +359,7 @@ class ShareWriter:
                 self._failed(exc, failures)
                 # A statement cut short may leave the connection mid-protocol: start afresh.
                 await self._disconnect()
+                await self._sync_spilled()
             else:
                 if failures:
                     self._log.info("shares.writer_recovered", failures=failures,
@@ -381,6 +382,17 @@ class ShareWriter:
                               rows_waiting=self.log.waiting_rows,
                               rows_on_disk_only=self.log.rows_on_disk_only)
         self._update_gauges()
+
+    async def _sync_spilled(self) -> None:
+        """fsync the segments kept on disk only: the database may be away for hours, and they
+        should outlive the machine, not only the process. Off the loop, once each."""
+        for segment in list(self.log.pending):
+            if segment.rows is None and not segment.synced:
+                try:
+                    await asyncio.to_thread(self.log.sync, segment)
+                except OSError as exc:
+                    self._log.warning("journal.sync_failed", file=str(segment.path), error=str(exc))
+                    return
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
