@@ -289,7 +289,8 @@ class ShareWriter:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(ready, details) for /readyz: ready while the writer runs and the journal takes rows;
-        the database may be away (the journal holds everything meanwhile), which the details say."""
+        the database may be away (the journal holds everything meanwhile), which the details say.
+        Called from the metrics server's thread: it only reads."""
         details = {
             "share_writer": "running" if self.running else "restarting",
             "database": {None: "unknown", True: "up", False: "down"}[self.database_up],
@@ -301,7 +302,8 @@ class ShareWriter:
             "journal_write_errors": self.log.write_errors,
             "last_error": self.last_error,
         }
-        journal_ok = all(s.durable for s in self.log.pending)
+        segments = tuple(self.log.pending)  # one C call: safe from the metrics server's thread
+        journal_ok = all(s.durable for s in segments)
         return self.running and journal_ok, details
 
     async def _supervise(self) -> None:
@@ -416,20 +418,21 @@ class ShareWriter:
     # -- one pass -----------------------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write every sealed segment (the open one is sealed first), replay the record journals,
+        """Replay the record journals, write every sealed segment (the open one is sealed first),
         add the coin tallies. Returns share rows written; raises what it could not get past."""
         self.log.seal()
         written = 0
         tallies = self.accounting.coins if self.accounting is not None else {}
         if self.log.pending or self.records or tallies:
             conn = await self._connection()
+            # Blocks first: few, and worth more than any share a stuck segment could hold up.
+            await self._replay_records(conn)
             if self.log.pending:
                 await self._ensure_partitions(conn)
             while self.log.pending:
                 segment = self.log.pending[0]
                 written += await self._record_segment(conn, segment)
                 self.log.done(segment)
-            await self._replay_records(conn)
             await self._write_coin_tallies(conn)
             await self._prune_markers(conn)
         self.written += written

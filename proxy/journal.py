@@ -222,8 +222,9 @@ class SegmentLog(Generic[Row]):
     @property
     def waiting_rows(self) -> int:
         """Rows not yet in the database: sealed segments and the open one."""
-        open_rows = self._open.count if self._open is not None else 0
-        return sum(s.count for s in self.pending) + open_rows
+        segment = self._open
+        # tuple() copies in one C call: the metrics server's thread may ask while the loop appends.
+        return sum(s.count for s in tuple(self.pending)) + (segment.count if segment is not None else 0)
 
     def append(self, row: Row) -> None:
         """Journal `row`. Never raises: a failed write (disk full) keeps the row in memory only,
