@@ -292,7 +292,8 @@ class ShareWriter:
         the database may be away (the journal holds everything meanwhile), which the details say.
         Called from the metrics server's thread: it only reads."""
         details = {
-            "share_writer": "running" if self.running else "restarting",
+            "share_writer": "running" if self.running else "stopped" if self._supervisor is None
+            or self._supervisor.done() else "restarting",
             "database": {None: "unknown", True: "up", False: "down"}[self.database_up],
             "rows_waiting": self.log.waiting_rows,
             "rows_on_disk_only": self.log.rows_on_disk_only,
@@ -334,6 +335,7 @@ class ShareWriter:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        await self._disconnect()  # a statement cut short by the cancel: the last pass starts afresh
         try:
             async with asyncio.timeout(_CLOSE_FLUSH_S):
                 await self.flush()
@@ -457,7 +459,7 @@ class ShareWriter:
             refused = await self._insert_rows(conn, rows)
             # Before the commit: a crash between the two quarantines the rows again on replay
             # (lines carry the segment and index, so they are recognisable), never loses them.
-            self._quarantine(segment.key, refused, unreadable)
+            await self._quarantine(segment.key, refused, unreadable)
         return len(rows) - len(refused)
 
     async def _insert_rows(self, conn: asyncpg.Connection, rows: list[ShareRow],
@@ -484,15 +486,15 @@ class ShareWriter:
         await conn.copy_records_to_table("shares", records=rows, columns=SHARE_COLUMNS)
         await conn.execute(_INSERT_WORKERS, *zip(*worker_totals(rows), strict=True))
 
-    def _quarantine(self, segment: str, refused: list[tuple[int, ShareRow, BaseException]],
-                    unreadable: list[Unreadable]) -> None:
+    async def _quarantine(self, segment: str, refused: list[tuple[int, ShareRow, BaseException]],
+                          unreadable: list[Unreadable]) -> None:
         if not refused and not unreadable:
             return
         entries = [{"kind": "shares", "segment": segment, "index": index, **describe(exc),
                     "row": row_to_json(row)} for index, row, exc in refused]
         entries += [{"kind": "shares", "segment": segment, "line": bad.line_no, "error": bad.error,
                      "text": bad.text} for bad in unreadable]
-        append_quarantine(self.quarantine_file, entries)
+        await asyncio.to_thread(append_quarantine, self.quarantine_file, entries)  # fsync: off the loop
         count = len(entries)
         self.quarantined += count
         if self.metrics is not None:
