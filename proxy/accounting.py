@@ -446,9 +446,10 @@ class ShareWriter:
 
     async def _record_segment(self, conn: asyncpg.Connection, segment: Segment[ShareRow]) -> int:
         unreadable: list[Unreadable] = []
-        rows = segment.rows
-        if rows is None:
+        if segment.rows is None:
             rows, unreadable = await asyncio.to_thread(self.log.load, segment)
+        else:
+            rows = segment.rows
         async with conn.transaction():
             fresh = await conn.fetchval(
                 "INSERT INTO recorded_segments (segment, rows) VALUES ($1, $2) ON CONFLICT DO NOTHING"

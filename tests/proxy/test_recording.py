@@ -216,8 +216,9 @@ async def test_blocks_found_while_postgres_is_down_reach_the_blocks_table(
                 await eventually_rows(dsn, "SELECT count(*) FROM blocks WHERE hash = ANY($1::text[])"
                                       " AND status = 'accepted'", 3, found, timeout=30)
                 assert proxy.blocks is not None
-                await wait_for(lambda: not list(proxy.blocks.directory.glob("*.json")),
-                               "the journal to be emptied", timeout=10)
+                journal = proxy.blocks.directory
+                await wait_for(lambda: not list(journal.glob("*.json")), "the journal to be emptied",
+                               timeout=10)
             finally:
                 await miner.close()
         rows = await query(dsn, "SELECT worker, reward FROM blocks WHERE hash = ANY($1::text[])", found)
@@ -264,6 +265,7 @@ async def test_the_supervisor_restarts_a_writer_that_ended(proxy_with_db: Proxy,
     writer = proxy.writer
     assert writer is not None
     await wait_for(lambda: writer.running, "the writer to run")
+    assert writer._task is not None
     writer._task.cancel()  # what any bug that ends the task amounts to
     await wait_for(lambda: writer.restarts == 1 and writer.running, "the supervisor to restart it")
     assert proxy.metrics.registry.get_sample_value("qscrypt_share_writer_restarts_total") == 1
