@@ -427,8 +427,14 @@ class ShareWriter:
         tallies = self.accounting.coins if self.accounting is not None else {}
         if self.log.pending or self.records or tallies:
             conn = await self._connection()
-            # Blocks first: few, and worth more than any share a stuck segment could hold up.
-            await self._replay_records(conn)
+            # Blocks first: few, and worth more than any share a stuck segment could hold up. A
+            # failure there (a lock on `blocks`, a timeout) must not hold the shares up either:
+            # it is raised after them.
+            records_failed: Exception | None = None
+            try:
+                await self._replay_records(conn)
+            except Exception as exc:
+                records_failed = exc
             if self.log.pending:
                 await self._ensure_partitions(conn)
             while self.log.pending:
@@ -437,6 +443,9 @@ class ShareWriter:
                 self.log.done(segment)
             await self._write_coin_tallies(conn)
             await self._prune_markers(conn)
+            if records_failed is not None:
+                self.written += written
+                raise records_failed
         self.written += written
         self.database_up = True
         if self.metrics is not None:

@@ -202,7 +202,8 @@ async def test_a_proxy_killed_mid_batch_loses_no_accepted_share_or_block(
                                         " AND query LIKE '%\"shares\"%'")
                 return rows[0][0] == 1
 
-            deadline = time.monotonic() + 15
+            # Journaled blocks go first and wait on `blocks` until their statement times out (5 s).
+            deadline = time.monotonic() + 30
             while not await writer_waits():
                 assert time.monotonic() < deadline, "the writer never reached its batch"
                 await asyncio.sleep(0.1)
