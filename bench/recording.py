@@ -12,6 +12,7 @@ upsert, the segment's marker). Figures, each the median of R runs on a fresh dat
 - writer, rows on disk only: the same after an outage, every row read back from its segment file;
 - live: a producer appends at --rate rows/s on the same event loop for 10 s while the writer runs
   as in the proxy (flush every second): rows/s written and the largest backlog seen;
+- block: ms to journal a found block durably (fsync) before it is submitted;
 - reference: plain COPY of the same rows in 5,000-row transactions, nothing else (no journal, no
   workers upsert, no marker), on the same server in the same run: what asyncpg and PostgreSQL
   allow on this machine.
@@ -35,6 +36,7 @@ import structlog
 
 from proxy.accounting import SHARE_COLUMNS, Accounting, ShareRow, ShareWriter, share_log
 from proxy.app import _tune_gc
+from proxy.journal import RecordJournal
 from qscrypt.db.embedded import EmbeddedPostgres
 from qscrypt.db.migrate import migrate
 
@@ -126,6 +128,21 @@ async def live(dsn: str, tmp: Path, rate: int, workers: int,
     return produced / produced_s, backlog, tail_s
 
 
+def block_journal_ms(tmp: Path, blocks: int = 20) -> float:
+    """Median ms to make one found block durable before its submission (write, fsync, rename,
+    fsync of the directory): what `submitblock` waits for (proxy.upstream.daemon)."""
+    journal = RecordJournal(tmp / "blocks")
+    record = {"coin": "LTC", "height": 1, "hash": "00" * 32, "worker": "farm1.rig1", "upstream": "solo",
+              "reward": "6.25", "status": "pending", "reason": None,
+              "found_at": datetime.now(UTC).isoformat()}
+    timings = []
+    for n in range(blocks):
+        began = time.perf_counter()
+        journal.put_now(f"{n:064x}", record)
+        timings.append(time.perf_counter() - began)
+    return statistics.median(timings) * 1000
+
+
 def memory_per_row(tmp: Path, rows: int, workers: int) -> float:
     log = share_log(tmp / "memory", SEGMENT_ROWS, rows + SEGMENT_ROWS)
     accounting = Accounting(log=log)
@@ -142,7 +159,7 @@ def memory_per_row(tmp: Path, rows: int, workers: int) -> float:
 async def bench(dsn: str, tmp: Path, rows: int, workers: int, runs: int, rate: int) -> dict[str, list[float]]:
     await migrate(dsn)
     names = ("journal_us", "count_only_us", "memory_b", "drain_memory", "drain_disk", "live", "live_backlog",
-             "live_tail_s", "reference")
+             "live_tail_s", "reference", "block_ms")
     figures: dict[str, list[float]] = {k: [] for k in names}
     await writer_drain(dsn, tmp, 20_000, workers, rows)  # warm-up: connections, partitions, caches
     for run in range(runs):
@@ -160,6 +177,7 @@ async def bench(dsn: str, tmp: Path, rows: int, workers: int, runs: int, rate: i
         figures["live_backlog"].append(backlog)
         figures["live_tail_s"].append(tail)
         figures["reference"].append(await reference_copy(dsn, rows, workers))
+        figures["block_ms"].append(block_journal_ms(tmp / f"b{run}"))
         print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.1f}" for k, v in figures.items()), flush=True)
     return figures
 
@@ -195,6 +213,7 @@ def main() -> int:
     print(f"  journal, per accepted share:   {med['journal_us']:.2f} µs  (counting only: "
           f"{med['count_only_us']:.2f} µs; the journal adds {med['journal_us'] - med['count_only_us']:.2f})")
     print(f"  memory per buffered share:     {med['memory_b']:.0f} bytes")
+    print(f"  block journaled before submit: {med['block_ms']:.2f} ms (write, fsync, rename, fsync dir)")
     print(f"  writer, rows in memory:        {med['drain_memory']:,.0f} rows/s "
           f"({rng['drain_memory'][0]:,.0f}–{rng['drain_memory'][1]:,.0f})")
     print(f"  writer, rows on disk only:     {med['drain_disk']:,.0f} rows/s "
