@@ -7,8 +7,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # gcc, libssl-dev and python3.11-dev build mining/_sha256d.c (setup.py).
 DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
+# The third-party peers the tests run (../shared/peers): cpuminer and BFGMiner are built from source,
+# the foundation-v2-litecoin pool with node-gyp; Debian's nodejs and npm only where no node and npm
+# are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).
+PEERS_SRC ?= ../shared/peers
+DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
+DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
 
-.PHONY: run test lint bench bench-bus kafka-jars kafka-dev system-deps venv clean
+.PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 
 venv: $(STAMP)
 
@@ -38,8 +44,15 @@ system-deps:
 run: system-deps $(STAMP)
 	$(VENV)/bin/qscrypt $(if $(CONFIG),-c $(CONFIG)) run
 
-test: system-deps $(STAMP) kafka-jars
+test: system-deps $(STAMP) kafka-jars peers
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# cpuminer, BFGMiner and the foundation-v2-litecoin pool, built once into ~/.cache/qscrypt-peers
+# (idempotent). A failed build does not stop here: the tests that need the peer fail with the reason.
+peers: system-deps
+	-@for script in build-cpuminer.sh build-bfgminer.sh build-foundation-pool.sh; do \
+	  bash $(PEERS_SRC)/$$script >/dev/null || echo "$$script failed: the tests that use it will say why"; \
+	done
 
 # The pinned Apache Kafka broker jars from Maven Central, cached outside the repo (idempotent).
 kafka-jars: system-deps

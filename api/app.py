@@ -592,10 +592,10 @@ async def replace_profile(request: web.Request) -> web.Response:
     await _require_token(request)
     name = _path(request, "name", NAME_PATTERN)
     profile = parse_profile(await _json_body(request), name)
-    stored = await db.update_profile(request.app[POOL], profile)
-    if stored is None:
-        raise not_found(f"no profile {name!r} (POST /v1/profiles creates one)")
+    stored, created = await db.upsert_profile(request.app[POOL], profile)
     await _after_profile_write(request)
+    if created:
+        return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
     return _json(stored.to_json())
 
 

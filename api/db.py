@@ -142,7 +142,7 @@ async def save_decision(
     usd_per_day_net: float | None,
     gain_pct: float | None,
     reason: str,
-    data_as_of: datetime,
+    data_as_of: datetime | None,
     decided_at: datetime,
 ) -> None:
     """Persist a new choice. Listeners are told by `announce`, once the decision is being served."""
@@ -208,19 +208,25 @@ async def insert_profile(conn: asyncpg.Pool, p: Profile) -> Profile | None:
     return None if row is None else profile_from_row(row)
 
 
-async def update_profile(conn: asyncpg.Pool, p: Profile) -> Profile | None:
-    """The stored profile, or None when there is none of that name."""
+async def upsert_profile(conn: asyncpg.Pool, p: Profile) -> tuple[Profile, bool]:
+    """The stored profile, and whether it was created (else an existing one was replaced)."""
     row = await conn.fetchrow(
         f"""
-        UPDATE profiles SET strategy = $2, params = $3, allow_coins = $4, deny_coins = $5, allow_pools = $6,
-                            deny_pools = $7, max_fee_pct = $8::float8, min_pool_hashrate = $9,
-                            power_cost_kwh = $10::float8, updated_at = now()
-        WHERE name = $1
-        RETURNING {_PROFILE_COLUMNS}
+        INSERT INTO profiles (name, strategy, params, allow_coins, deny_coins, allow_pools, deny_pools,
+                              max_fee_pct, min_pool_hashrate, power_cost_kwh)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::float8, $9, $10::float8)
+        ON CONFLICT (name) DO UPDATE SET
+            strategy = EXCLUDED.strategy, params = EXCLUDED.params, allow_coins = EXCLUDED.allow_coins,
+            deny_coins = EXCLUDED.deny_coins, allow_pools = EXCLUDED.allow_pools,
+            deny_pools = EXCLUDED.deny_pools, max_fee_pct = EXCLUDED.max_fee_pct,
+            min_pool_hashrate = EXCLUDED.min_pool_hashrate, power_cost_kwh = EXCLUDED.power_cost_kwh,
+            updated_at = now()
+        RETURNING {_PROFILE_COLUMNS}, (xmax = 0) AS created
         """,
         *_profile_values(p),
     )
-    return None if row is None else profile_from_row(row)
+    assert row is not None  # an upsert always returns its row
+    return profile_from_row(row), bool(row["created"])
 
 
 async def delete_profile(conn: asyncpg.Pool, name: str) -> bool:

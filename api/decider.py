@@ -174,10 +174,11 @@ class Decider:
         options = tuple(Option(choice, f.usd_per_day_net) for choice, f in figures.items())
         data_as_of = market.computed_at if market else None
         held = self._held.get(profile.name)
-        verdict = decide(held.held if held else None, options, data_as_of=data_as_of, now=now, rule=self.rule)
+        pin = _pin(profile)
+        verdict = decide(held.held if held else None, options, data_as_of=data_as_of, now=now, rule=self.rule,
+                         pin=pin)
         if verdict.switch:
-            assert data_as_of is not None  # the rule never switches without data
-            saved = await self._switch(profile.name, options, figures, data_as_of, now)
+            saved = await self._switch(profile.name, options, figures, data_as_of, now, pin)
             if saved is None:
                 return None
             verdict, held = saved
@@ -191,8 +192,9 @@ class Decider:
         name: str,
         options: tuple[Option, ...],
         figures: dict[Choice, Figures],
-        data_as_of: datetime,
+        data_as_of: datetime | None,
         now: datetime,
+        pin: Choice | None,
     ) -> tuple[Verdict, db.HeldRow | None] | None:
         """Persist a switch after deciding again under the profile's row lock, against the held
         choice as stored (another process may have moved first); None when the profile is gone."""
@@ -201,7 +203,7 @@ class Decider:
             if not exists:
                 return None
             verdict = decide(
-                held.held if held else None, options, data_as_of=data_as_of, now=now, rule=self.rule
+                held.held if held else None, options, data_as_of=data_as_of, now=now, rule=self.rule, pin=pin
             )
             if not verdict.switch or verdict.choice is None:
                 return verdict, held
@@ -229,6 +231,11 @@ class Decider:
             reason=verdict.reason,
         )
         return verdict, new
+
+
+def _pin(profile: Profile) -> Choice | None:
+    """A `fixed` profile's coin and pool: chosen whatever the market data says, or without any."""
+    return Choice(profile.coin, profile.pool) if profile.strategy == "fixed" and profile.coin else None
 
 
 def _with_etag(view: DecisionView) -> DecisionView:

@@ -10,7 +10,7 @@ one move that ignores the dwell is away from a choice the profile no longer allo
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 
@@ -85,8 +85,11 @@ def decide(
     data_as_of: datetime | None,
     now: datetime,
     rule: Rule,
+    pin: Choice | None = None,
 ) -> Verdict:
-    """Stay or move. `options` are what the profile's strategy allows, in any order."""
+    """Stay or move. `options` are what the profile's strategy allows, in any order. A `pin` (a
+    `fixed` profile) is an instruction, not an estimate: it holds with or without market data, and
+    a changed pin moves at once."""
     age = None if data_as_of is None else (now - data_as_of).total_seconds()
     stale_at = now if data_as_of is None else data_as_of + timedelta(seconds=rule.max_data_age_s)
     priced = sorted(
@@ -128,6 +131,10 @@ def decide(
 
     keeping = f"keeping {held.choice}" if held else "nothing chosen yet"
     held_choice = held.choice if held else None
+    if pin is not None:
+        moving = held_choice != pin
+        reason = f"pinned to {pin} by the profile" + (": moving" if moving else "")
+        return replace(verdict(pin, reason, switch=moving), recheck_at=None)
     if data_as_of is None:
         return verdict(held_choice, f"no profitability data: {keeping}", stale=True)
     if now > stale_at:

@@ -473,6 +473,14 @@ def _write(
     return op
 
 
+def _put_profile() -> Schema:
+    """PUT creates the profile when there is none of that name (201), else replaces it (200)."""
+    op = _write("Create or replace a profile (not rename it)", 200, "Profile", [_PROFILE_PATH], (413,),
+                body=True)
+    op["responses"]["201"] = _ok("Profile", headers={"Location": {"schema": {"type": "string"}}})
+    return op
+
+
 @functools.cache
 def document() -> Schema:
     paths: Schema = {
@@ -622,9 +630,7 @@ def document() -> Schema:
         },
         "/v1/profiles/{name}": {
             "get": _get("One profile", "Profile", [_PROFILE_PATH], (404, 409, 503)),
-            "put": _write(
-                "Replace a profile (not rename it)", 200, "Profile", [_PROFILE_PATH], (404, 413), body=True
-            ),
+            "put": _put_profile(),
             "delete": _write(
                 "Delete a profile (its workers fall back to default)",
                 204,

@@ -1,6 +1,7 @@
 """The built-in miner: a Stratum client like cpuminer around one hashing engine.
 
-One session per connection: a reader task feeds the sans-I/O `StratumClient` and a mining task
+One session per connection: a reader task feeds the sans-I/O `mining.stratum_client.StratumClient`
+(the same client the proxy's pool upstream uses) and a mining task
 searches work units in an executor thread, cancelling the running search whenever the work changes.
 Searches are cut into chunks of about `chunk_seconds` so shares go out soon after they are found
 and ntime keeps up with the clock. The connection is retried with exponential backoff; on `stop`
@@ -18,18 +19,18 @@ import structlog
 
 from backends.devices import EngineOptions, create_engine
 from backends.engine import CancelToken, Engine, RateMeter, SearchResult, SearchWork, search_async
-from backends.stratum_client import (
+from backends.work import Extranonce2Counter, WorkCursor, WorkTemplate
+from mining.stratum_client import (
     ClientEvent,
+    DifficultyChanged,
     Failure,
-    NewWork,
     Notice,
     Reconnect,
     Send,
-    Share,
-    ShareResult,
     StratumClient,
+    SubmitResult,
+    Work,
 )
-from backends.work import Extranonce2Counter, WorkCursor, WorkTemplate
 from mining.target import HASHES_PER_SHARE_DIFF1
 
 log = structlog.get_logger(__name__)
@@ -68,6 +69,14 @@ class MinerStats:
         return time.monotonic() - self.started_at
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    template: WorkTemplate
+    extranonce2: bytes
+    ntime: int
+    nonce: int
+
+
 def parse_url(url: str) -> tuple[str, int]:
     """stratum+tcp://host:port (or host:port) -> (host, port)."""
     parts = urlsplit(url if "://" in url else f"stratum+tcp://{url}")
@@ -87,6 +96,7 @@ class _Session:
         self.writer = writer
         config = miner.config
         self.client = StratumClient(config.user, config.password, config.user_agent)
+        self.submits: dict[int, Share] = {}  # request id -> share awaiting the pool's answer
         self.cursor: WorkCursor | None = None
         self.counter: Extranonce2Counter | None = None
         self.work_changed = asyncio.Event()
@@ -98,12 +108,13 @@ class _Session:
 
     async def run(self) -> Reconnect | None:
         stop = self.miner.stop
-        self._handle(self.client.start())
+        self._handle(self.client.start(time.monotonic()))
         reading = asyncio.create_task(self._read())
         mining = asyncio.create_task(self._mine())
         stopped = asyncio.create_task(stop.wait())
+        ticking = asyncio.create_task(self._tick())
         try:
-            await asyncio.wait({reading, mining, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reading, mining, stopped, ticking}, return_when=asyncio.FIRST_COMPLETED)
             self.stopping = True
             self.cancel.cancel()
             self.work_changed.set()
@@ -111,13 +122,20 @@ class _Session:
             if stop.is_set() and not reading.done():
                 await self._flush(reading)
         finally:
-            for task in (reading, mining, stopped):
+            for task in (reading, mining, stopped, ticking):
                 task.cancel()
-            await asyncio.gather(reading, mining, stopped, return_exceptions=True)
+            await asyncio.gather(reading, mining, stopped, ticking, return_exceptions=True)
             self.writer.close()
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
         return self.outcome
+
+    async def _tick(self) -> None:
+        """Time-outs of the handshake and of unanswered shares; returns when the session must end."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not self._handle(self.client.poll(time.monotonic())):
+                return
 
     async def _flush(self, reading: asyncio.Task[None]) -> None:
         if self.client.pending_submits:
@@ -153,10 +171,19 @@ class _Session:
         for event in events:
             if isinstance(event, Send):
                 self.writer.write(event.data)
-            elif isinstance(event, NewWork):
-                self._new_work(event.template)
-            elif isinstance(event, ShareResult):
-                self.miner.share_result(event)
+            elif isinstance(event, Work):
+                self._new_work(WorkTemplate(event.job, event.extranonce1, event.extranonce2_size,
+                                            event.difficulty, event.target, event.received_at))
+            elif isinstance(event, DifficultyChanged):
+                # The pool wants harder (or easier) shares now: hash the same job for its new target.
+                if self.cursor is not None:
+                    old = self.cursor.template
+                    self._new_work(WorkTemplate(old.job, old.extranonce1, old.extranonce2_size,
+                                                event.difficulty, event.target, old.received_at))
+            elif isinstance(event, SubmitResult):
+                share = self.submits.pop(event.request_id, None)
+                if share is not None:
+                    self.miner.share_result(share, event)
                 if not self.client.pending_submits:
                     self.settled.set()
             elif isinstance(event, Reconnect):
@@ -197,10 +224,13 @@ class _Session:
             if not self.connected:
                 return  # shares of a lost connection would go to a dead socket; the next session redoes work
             for nonce in result.found:
-                share = Share(unit.template, unit.extranonce2, unit.ntime, nonce)
-                if self.client.is_current(unit.template):
+                template = unit.template
+                if self.client.is_live(template.job.job_id, template.extranonce1):
                     self.settled.clear()
-                    self.writer.write(self.client.submit(share).data)
+                    request_id, send = self.client.submit(template.job.job_id, unit.extranonce2, unit.ntime,
+                                                          nonce, time.monotonic())
+                    self.submits[request_id] = Share(template, unit.extranonce2, unit.ntime, nonce)
+                    self.writer.write(send.data)
                 else:
                     miner.stats.stale += 1
                     log.info(f"share for job {unit.template.job.job_id} found after the job was replaced: "
@@ -230,11 +260,11 @@ class _Miner:
             self._reported_at = now
             log.info(f"{self.engine.name} ({self.engine.device}): {self.meter.rate / 1000:.2f} khash/s")
 
-    def share_result(self, result: ShareResult) -> None:
+    def share_result(self, share: Share, result: SubmitResult) -> None:
         stats = self.stats
         if result.accepted:
             stats.accepted += 1
-            stats.accepted_difficulty += result.share.template.difficulty
+            stats.accepted_difficulty += share.template.difficulty
         else:
             stats.rejected += 1
         total = stats.accepted + stats.rejected

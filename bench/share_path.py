@@ -53,6 +53,9 @@ class OneUpstream:
     def current_job(self, upstream: str) -> ProxyJob | None:
         return self.job
 
+    def known_difficulty(self, worker: str) -> float | None:
+        return None
+
 
 def _hashlib_sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()

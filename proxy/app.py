@@ -5,6 +5,7 @@ import contextlib
 import gc
 import hashlib
 import hmac
+import json
 import os
 import socket
 import ssl
@@ -17,7 +18,7 @@ from proxy.decisions import DecisionFeed
 from proxy.hashers import HasherPool
 from proxy.journal import JournalDir, RecordJournal
 from proxy.metrics import ProxyMetrics, serve_metrics, top_workers
-from proxy.router import DEFAULT_PROFILE, Move, Router
+from proxy.router import DEFAULT_PROFILE, FAILBACK, FAILOVER, START, SWITCH, Move, Router
 from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
 from proxy.upstream.pool import PoolUpstream
@@ -59,7 +60,7 @@ class Proxy:
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize, self._on_move,
                              (config.switching.stagger_miners, config.switching.stagger_interval_s),
-                             worker)
+                             worker, config.keepalive_s)
         self.decisions = DecisionFeed(self.router, config.switching, config.upstreams, dsn) \
             if config.switching.api_url else None
         self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
@@ -96,6 +97,7 @@ class Proxy:
         else:
             upstream = PoolUpstream(config, self.config.failover, name=name)
         self.upstreams.append(upstream)
+        self.metrics.upstream_up.labels(upstream.name).set(0)
         upstream.on_state(self._upstream_state)
         return upstream
 
@@ -116,10 +118,12 @@ class Proxy:
                 self.metrics.upstream_active.labels(group).set(1 if group == move.active else 0)
             if self.link is not None and move.previous is None and move.active is not None:
                 self.link.ready()  # work to hand out: the supervisor may send miners here now
-        if move.previous is None:
+        if move.kind == START:
             return
-        if move.reason == "failover":
+        if move.kind == FAILOVER:
             self.metrics.failovers.inc()
+        elif move.kind == FAILBACK:
+            self.metrics.failbacks.inc()
         else:
             self.metrics.switches.labels(move.profile).inc()
         if self.dsn:
@@ -128,20 +132,29 @@ class Proxy:
             task.add_done_callback(self._background.discard)
 
     async def _record_move(self, move: Move) -> None:
-        """Every move is a row in switch_events; a database outage costs the row, not the move."""
+        """A profit switch is a row in switch_events, a failover or failback one in upstream_events;
+        a database outage costs the row, not the move."""
         import asyncpg
 
         try:
             conn = await asyncpg.connect(self.dsn, timeout=5)
             try:
-                await conn.execute(
-                    "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason,"
-                    " expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
-                    move.profile, move.miners, move.previous, move.active, move.reason, move.expected_gain)
+                if move.kind == SWITCH:
+                    await conn.execute(
+                        "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream,"
+                        " reason, expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
+                        move.profile, move.miners, move.previous, move.active, move.reason,
+                        move.expected_gain)
+                else:
+                    detail = {"profile": move.profile, "from": move.previous, "to": move.active,
+                              "miners": move.miners}
+                    await conn.execute(
+                        "INSERT INTO upstream_events (upstream, event, detail) VALUES ($1, $2, $3::jsonb)",
+                        move.active, move.kind, json.dumps(detail))
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError) as exc:
-            self.log.warning("switch_event.not_recorded", error=str(exc), profile=move.profile,
+            self.log.warning("move.not_recorded", error=str(exc), kind=move.kind, profile=move.profile,
                              previous=move.previous, active=move.active)
 
     async def start(self, link_fd: int | None = None) -> None:
@@ -173,7 +186,8 @@ class Proxy:
                 self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, tls)
             if self.config.metrics_port:
                 self._metrics_http = serve_metrics(self.config.metrics_port, self.metrics.registry,
-                                                   self.readiness)
+                                                   self.readiness,
+                                                   host=self.config.metrics_host or listen.host)
         if self.writer is not None:
             await self.writer.start()
         if self.decisions is not None:
@@ -181,6 +195,13 @@ class Proxy:
         if self.config.auth_mode == "tokens" and self.dsn:
             self._tasks.append(asyncio.create_task(self._refresh_tokens()))
         self._tasks.append(asyncio.create_task(self._report()))
+        self._tasks.append(asyncio.create_task(self._keepalive()))
+
+    async def _keepalive(self) -> None:
+        every = min(5.0, self.config.keepalive_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            self.router.keepalive(time.monotonic(), time.time())
 
     async def _refresh_tokens(self) -> None:
         """Tokens of the `workers` table (sha256 hex in token_hash) join those from the config."""
@@ -240,6 +261,7 @@ class Proxy:
 
     async def close(self) -> None:
         try:
+            self.router.closing = True  # upstreams going down one by one are no failover
             for task in self._tasks:
                 task.cancel()
             if self.decisions is not None:

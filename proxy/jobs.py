@@ -1,11 +1,19 @@
-"""Jobs as the proxy hands them to miners, and the bounded book that finds them again."""
+"""Jobs as the proxy hands them to miners, and the book that finds them again.
+
+The book keeps each upstream's recent jobs apart, bounded per upstream: a busy upstream that sends
+a job a second can never evict the current job of an idle one (that once rejected every share of
+miners moved to the idle upstream as "job not found").
+"""
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mining import stratum
 from mining.job import Job
 from proxy.upstream.base import UpstreamWork
+
+JOBS_PER_UPSTREAM = 64
+"""More than a miner session remembers (16): a share for any job a miner still holds is found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +38,12 @@ class ProxyJob:
 
 
 class JobBook:
-    """Recent jobs of all upstreams, oldest evicted first, so memory stays bounded."""
+    """Recent jobs of each upstream, oldest evicted first per upstream, so memory stays bounded."""
 
-    def __init__(self, max_jobs: int = 512) -> None:
-        self._jobs: OrderedDict[str, ProxyJob] = OrderedDict()
-        self._max_jobs = max_jobs
+    def __init__(self, jobs_per_upstream: int = JOBS_PER_UPSTREAM) -> None:
+        self._jobs: dict[str, ProxyJob] = {}
+        self._by_upstream: dict[str, OrderedDict[str, None]] = {}
+        self._per_upstream = jobs_per_upstream
         self._counter = 0
         self._epochs: dict[str, int] = {}
 
@@ -51,12 +60,26 @@ class JobBook:
         notify = stratum.notify("mining.notify", params)
         proxy_job = ProxyJob(job_id, upstream, work, epoch, now, notify_clean, notify, coin)
         self._jobs[job_id] = proxy_job
-        while len(self._jobs) > self._max_jobs:
-            self._jobs.popitem(last=False)
+        recent = self._by_upstream.setdefault(upstream, OrderedDict())
+        recent[job_id] = None
+        while len(recent) > self._per_upstream:
+            old, _ = recent.popitem(last=False)
+            del self._jobs[old]
         return proxy_job
+
+    def refreshed(self, job: ProxyJob, ntime: int, now: float) -> ProxyJob:
+        """The same upstream job again, not clean, with a later ntime: what a miner that has heard
+        nothing for a while gets (cpuminer drops a silent server after 120 s and stops hashing a job
+        it got 120 s ago). Shares of the earlier copy stay good: the epoch does not move."""
+        work = job.work
+        fresh = replace(work.job, ntime=max(ntime, work.job.ntime), clean_jobs=False)
+        return self.add(job.upstream, replace(work, job=fresh), now, job.coin)
 
     def get(self, job_id: str) -> ProxyJob | None:
         return self._jobs.get(job_id)
 
     def current_epoch(self, upstream: str) -> int:
         return self._epochs.get(upstream, 0)
+
+    def __len__(self) -> int:
+        return len(self._jobs)

@@ -92,9 +92,14 @@ class ProxyMetrics:
                                  registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
         self.failovers = Counter("qscrypt_failovers_total", "Moves of miners off a failed upstream",
                                  registry=r)
+        self.failbacks = Counter("qscrypt_failbacks_total",
+                                 "Moves of miners back to the preferred upstream once it recovered",
+                                 registry=r)
         self.switches = Counter("qscrypt_switches_total", "Profit switches of a profile's miners",
                                 ["profile"], registry=r)
-        self.blocks = Counter("qscrypt_blocks_total", "Blocks submitted", ["upstream", "result"], registry=r)
+        self.blocks = Counter("qscrypt_blocks_total", "Blocks found and submitted, by coin and the"
+                              " daemon's verdict (accepted, rejected, orphaned, pending)", ["coin", "status"],
+                              registry=r)
         self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
                                   registry=r, multiprocess_mode="livesum")
         self.refused = Counter("qscrypt_requests_refused_total",

@@ -12,10 +12,12 @@ the decided group first, then the route's coin's other groups by priority, then 
 import asyncio
 import gc
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mining import stratum
 from proxy.extranonce import PrefixAllocator, PrefixSpaceFull
 from proxy.jobs import JobBook, ProxyJob
 from proxy.session import Action, Assignment, MinerSession
@@ -58,7 +60,8 @@ class Group:
 
     @property
     def healthy(self) -> bool:
-        return any(m.upstream.healthy for m in self.members)
+        """Can take miners: an upstream with work, and the extranonce space to place them in."""
+        return any(m.upstream.healthy and m.allocator is not None for m in self.members)
 
 
 @dataclass
@@ -70,11 +73,22 @@ class Route:
     active: str | None = None
     reason: str = ""
     expected_gain: float | None = None
+    decided: bool = False
+    """A decision changed the route and its move is still to come: that move is a switch."""
+    started_at: float | None = None
+    """When the route first had an upstream."""
+
+
+START, FAILOVER, FAILBACK, SWITCH = "start", "failover", "failback", "switch"
 
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """A route changed upstream: what `on_move` reports (and switch_events records)."""
+    """A route changed upstream: what `on_move` reports (and switch_events records, switches only).
+
+    `kind`: START (the route's first upstream, or a better one coming up while the proxy starts),
+    FAILOVER (off an upstream that failed), FAILBACK (back to the preferred one once it is healthy
+    again), SWITCH (a decision named another upstream)."""
 
     profile: str
     previous: str | None
@@ -82,16 +96,22 @@ class Move:
     miners: int
     reason: str
     expected_gain: float | None
+    kind: str = SWITCH
 
 
 DEFAULT_PROFILE = "default"
+STARTUP_S = 10.0
+"""Moves in a route's first seconds (a preferred upstream that connected a moment after another)
+are part of starting up, not failbacks."""
+_DIFFICULTIES_REMEMBERED = 100_000
 
 
 class Router:
     def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
                  authorize: Callable[[str, str], bool],
                  on_move: Callable[[Move], None] | None = None,
-                 stagger: tuple[int, float] = (200, 0.1), worker: int | None = None) -> None:
+                 stagger: tuple[int, float] = (200, 0.1), worker: int | None = None,
+                 keepalive_s: float = 30.0) -> None:
         self.prefix_size = prefix_size
         self.worker = worker
         """This process's index in a multi-process proxy: its session ids carry it."""
@@ -112,6 +132,12 @@ class Router:
         self._current: dict[str, ProxyJob] = {}
         self._member_of: dict[str, tuple[Group, Member]] = {}
         self._left_at: dict[str, float] = {}
+        self._fanned_at: dict[str, float] = {}
+        self.keepalive_s = keepalive_s
+        """A miner that has had no job for this long gets the current one again (fresh ntime)."""
+        self._difficulty_of: OrderedDict[str, float] = OrderedDict()  # worker -> last difficulty
+        self.closing = False
+        """Set at shutdown: upstreams closing one by one must not move miners around."""
         self._log = get_logger(component="router")
 
     # -- upstreams ------------------------------------------------------------------------------
@@ -150,9 +176,24 @@ class Router:
         self._fan_out(upstream.name, job, now)
 
     def _on_state(self, upstream: Upstream) -> None:
-        if not upstream.healthy:
-            self._current.pop(upstream.name, None)
+        if self.closing:
+            return
+        if upstream.healthy:
+            self.reroute(time.monotonic())
+            return
+        self._current.pop(upstream.name, None)
         self.reroute(time.monotonic())
+        stranded = [self._connections[c] for c in self._by_upstream.get(upstream.name, ())
+                    if c in self._connections]
+        if stranded:
+            # Nowhere to move them: say so, rather than answer every share "stale" without a word.
+            message = stratum.notify("client.show_message", [
+                f"qscrypt: upstream {upstream.name} has no work ({upstream.last_error or 'down'}); "
+                "shares are refused until it is back"])
+            self._log.warning("router.no_work", upstream=upstream.name, miners=len(stranded),
+                              error=upstream.last_error)
+            for conn in stranded:
+                conn.write(message)
 
     def _new_layout(self, group: Group, member: Member, layout: tuple[bytes, int], now: float) -> None:
         extranonce2_size = layout[1]
@@ -208,6 +249,8 @@ class Router:
         return order.index(best.name) < order.index(route.active)
 
     def reroute(self, now: float) -> None:
+        if self.closing:
+            return
         for route in list(self.routes.values()):
             best = self._best_group(route)
             if best is not None and self._wants_move(route, best):
@@ -219,15 +262,28 @@ class Router:
         route = self.routes.setdefault(profile, Route(profile))
         route.coin, route.preferred = coin, group if group in self.groups else None
         route.reason, route.expected_gain = reason, expected_gain
+        route.decided = True
         if route.active is None:
             # A new route starts where the default route is, so only a real change moves miners.
             route.active = self.routes[DEFAULT_PROFILE].active
+            route.started_at = self.routes[DEFAULT_PROFILE].started_at
         self.reroute(time.monotonic())
+        route.decided = False
 
     def _switch(self, route: Route, best: Group, now: float) -> None:
         previous = route.active
         route.active = best.name
         failover = previous is not None and not self.groups[previous].healthy
+        if route.started_at is None:
+            route.started_at = now
+        if previous is None or (not failover and not route.decided and now - route.started_at < STARTUP_S):
+            kind = START
+        elif failover:
+            kind = FAILOVER
+        elif route.decided and best.name == route.preferred:
+            kind = SWITCH
+        else:
+            kind = FAILBACK
         if previous is not None and previous not in {r.active for r in self.routes.values()}:
             # No route mines there any more: its jobs stay good only for the grace window.
             for member in self.groups[previous].members:
@@ -235,16 +291,17 @@ class Router:
         conns = [c for c in self._connections.values()
                  if c.session.assignment is not None and self.route_for(c.session.profile) is route
                  and self._group_of(c.session.assignment.upstream) is not best]
-        reason = "failover" if failover else (route.reason or ("start" if previous is None else "recovered"))
+        reason = route.reason if kind == SWITCH else kind
         self._log.warning("router.active", profile=route.profile, previous=previous, active=best.name,
-                          moved=len(conns), reason=reason)
+                          moved=len(conns), kind=kind, reason=reason)
         if failover or not conns:
             for conn in conns:  # the old upstream is gone: every second counts
                 self._move(conn, best, now, reason)
         else:
             self._stagger(conns, best.name)
         if self._on_move is not None:
-            self._on_move(Move(route.profile, previous, best.name, len(conns), reason, route.expected_gain))
+            self._on_move(Move(route.profile, previous, best.name, len(conns), reason,
+                               route.expected_gain if kind == SWITCH else None, kind))
 
     def _stagger(self, conns: list[Connection], group_name: str) -> None:
         batch, interval = self.stagger
@@ -316,7 +373,8 @@ class Router:
     def _allocate(self, group: Group, now: float, resume_id: str | None) -> Assignment | None:
         for member in group.members:
             upstream = member.upstream
-            if not upstream.healthy or member.allocator is None or member.layout is None:
+            # Work, not READY: a new layout moves miners before the upstream is READY again.
+            if upstream.work is None or member.allocator is None or member.layout is None:
                 continue
             try:
                 prefix, session_id = member.allocator.allocate(now, resume_id)
@@ -391,10 +449,38 @@ class Router:
     def current_job(self, upstream: str) -> ProxyJob | None:
         return self._current.get(upstream)
 
+    def remember_difficulty(self, worker: str, difficulty: float) -> None:
+        """A worker's difficulty when its connection ends: where it starts when it comes back
+        (after a reconnect for a switch or a failover, vardiff does not begin again from scratch)."""
+        self._difficulty_of[worker] = difficulty
+        self._difficulty_of.move_to_end(worker)
+        while len(self._difficulty_of) > _DIFFICULTIES_REMEMBERED:
+            self._difficulty_of.popitem(last=False)
+
+    def known_difficulty(self, worker: str) -> float | None:
+        return self._difficulty_of.get(worker)
+
+    def keepalive(self, now: float, wall: float) -> int:
+        """Every upstream whose miners have had no job for `keepalive_s` sends its current job
+        again with a fresh ntime (wall clock) and clean_jobs false. Returns how many went out."""
+        sent = 0
+        for upstream, job in list(self._current.items()):
+            if now - self._fanned_at.get(upstream, now) < self.keepalive_s:
+                continue
+            if not self._by_upstream.get(upstream):
+                self._fanned_at[upstream] = now  # no miner to keep alive
+                continue
+            fresh = self.book.refreshed(job, int(wall), now)
+            self._current[upstream] = fresh
+            self._fan_out(upstream, fresh, now)
+            sent += 1
+        return sent
+
     # -- fan-out --------------------------------------------------------------------------------
 
     def _fan_out(self, upstream: str, job: ProxyJob, now: float) -> None:
         started = time.perf_counter()
+        self._fanned_at[upstream] = now
         members = self._by_upstream.get(upstream, set())
         # A full collection over ten thousand sessions takes tens of milliseconds: let it wait
         # until every miner has the job (at most one fan-out's worth of garbage meanwhile).

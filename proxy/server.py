@@ -30,6 +30,10 @@ from qscrypt.log import get_logger
 
 _MAX_IN_FLIGHT = 256
 """Shares of one connection waiting for their hash; beyond this the miner is flooding."""
+_MINER_LOG_RATE, _MINER_LOG_BURST = 20.0, 200
+"""Miner connect/authorize/disconnect lines per second (and burst) before they are only counted."""
+_ANSWER_WAIT_S = 5.0
+"""The longest a close waits for a miner's shares in flight to be answered."""
 _QUEUE_HIGH = 1024
 """Shares waiting for a hasher (~160 ms of work on two cores) beyond which miners' input is left
 unread: a burst is parsed as the hashers free up, not all at once, so the loop keeps answering and
@@ -54,6 +58,9 @@ class MinerConnection(asyncio.Protocol):
         self.in_flight = 0
         self.closed = False
         self.close_reason = ""
+        self.closing: Close | None = None
+        """A close that waits for the shares in flight to be answered."""
+        self.greeted = False
         self.bucket: TokenBucket
         self._out: list[bytes] = []
         self._unread: list[bytes] = []
@@ -73,10 +80,20 @@ class MinerConnection(asyncio.Protocol):
             return
         self.server.attach(self)
         transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)
+        local = transport.get_extra_info("sockname")
+        self.server.log_miner("miner.connected", conn=conn_id, ip=self.ip,
+                              port=local[1] if isinstance(local, tuple) else None)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if not self.greeted:
+            self.greeted = True
+            if data[:1] == b"\x16":
+                # A TLS ClientHello on the plain port (BFGMiner tries TLS first on stratum+tcp and
+                # falls back only once the server closes): close at once, not after a timeout.
+                self.close("TLS handshake on the plain Stratum port", notify=False)
+                return
         now = time.monotonic()
         self.last_activity = now
         if self._unread or (self.session.authorized and self.server.hashers_behind()):
@@ -112,6 +129,12 @@ class MinerConnection(asyncio.Protocol):
                     self.close("too many malformed messages")
                     return
             self.deliver(self.session.handle(event, now))
+            if type(event) is stratum.Request and event.method == "mining.authorize":
+                user = event.params[0]
+                self.server.log_miner("miner.authorize", conn=self.session.conn_id, ip=self.ip,
+                                      worker=user[:64], accepted=user in self.session.workers,
+                                      agent=self.session.user_agent[:64], profile=self.session.profile,
+                                      difficulty=self.session.difficulty)
 
     def deliver(self, actions: list[Action]) -> None:
         for action in actions:
@@ -125,7 +148,29 @@ class MinerConnection(asyncio.Protocol):
                 self.server.count_rejection(self, action.worker, action.rejection, action.job_id,
                                             action.upstream, action.difficulty)
             elif isinstance(action, Close):
-                self.close(action.reason)
+                if action.after_answers:
+                    self.close_after_answers(action)
+                else:
+                    self.close(action.reason)
+
+    def close_after_answers(self, close: Close) -> None:
+        """Stop reading; once every share in flight is answered, send the last words and close."""
+        self.closing = close
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self.in_flight == 0:
+            self._finish_closing()
+        else:
+            asyncio.get_running_loop().call_later(_ANSWER_WAIT_S, self._finish_closing)
+
+    def _finish_closing(self) -> None:
+        close = self.closing
+        if close is None or self.closed:
+            return
+        self.closing = None
+        if close.last_words:
+            self.write(close.last_words)
+        self.close(close.reason, notify=not close.last_words)
 
     def write(self, data: bytes) -> None:
         """Buffered to the end of this loop iteration: replies to pipelined shares leave in one
@@ -173,8 +218,8 @@ class MinerConnection(asyncio.Protocol):
         if notify and not self.transport.is_closing():
             with contextlib.suppress(Exception):
                 self.transport.write(stratum.notify("client.show_message", [f"qscrypt: {reason}"]))
-        self.server.log.info("miner.closed", conn=self.session.conn_id if registered else None,
-                             ip=self.ip, reason=reason)
+        self.server.log_miner("miner.closed", conn=self.session.conn_id if registered else None,
+                              ip=self.ip, reason=reason, workers=sorted(self.session.workers)[:4])
         if registered:
             self.server.detach(self)
         self.transport.close()
@@ -182,7 +227,9 @@ class MinerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
-            self.close_reason = "peer closed"
+            self.close_reason = "peer closed" if exc is None else f"connection lost: {exc}"
+            self.server.log_miner("miner.closed", conn=self.session.conn_id, ip=self.ip,
+                                  reason=self.close_reason, workers=sorted(self.session.workers)[:4])
             self.server.detach(self)
         if self.server.on_gone is not None:
             self.server.on_gone(self.ip)
@@ -201,6 +248,8 @@ class StratumServer:
         self._accepted_uncounted = 0
         self.ids = itertools.count(1)
         self.log = get_logger(component="stratum")
+        self._log_bucket = TokenBucket(_MINER_LOG_RATE, _MINER_LOG_BURST, time.monotonic())
+        self._log_suppressed = 0
         self.connections: set[MinerConnection] = set()
         self._unflushed: list[MinerConnection] = []
         self._held: dict[MinerConnection, None] = {}  # insertion order: oldest first
@@ -217,6 +266,17 @@ class StratumServer:
         self.on_gone: Callable[[str], None] | None = None
         """Told the IP of every connection that has ended, once each."""
         self.on_banned: Callable[[str, float], None] | None = None
+
+    def log_miner(self, event: str, **fields: object) -> None:
+        """A miner's connect, authorize or disconnect, at info: rate-limited, so a flood of
+        connections cannot flood the log (what was left out is counted in the next line)."""
+        if not self._log_bucket.take(time.monotonic()):
+            self._log_suppressed += 1
+            return
+        if self._log_suppressed:
+            fields["suppressed"] = self._log_suppressed
+            self._log_suppressed = 0
+        self.log.info(event, **fields)
 
     # -- backpressure -------------------------------------------------------------------------------
 
@@ -251,7 +311,9 @@ class StratumServer:
 
     def new_vardiff(self) -> Vardiff:
         v = self.vardiff
-        return Vardiff(v.initial, v.minimum, v.maximum, v.target_interval_s, v.retarget_every_s, v.variance)
+        # Half the message allowance for shares: a miner also subscribes, authorizes, suggests.
+        return Vardiff(v.initial, v.minimum, v.maximum, v.target_interval_s, v.retarget_every_s, v.variance,
+                       max_share_rate=self.limits.messages_per_second / 2)
 
     # -- listeners ------------------------------------------------------------------------------
 
@@ -314,6 +376,8 @@ class StratumServer:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        for worker in conn.session.workers:
+            self.router.remember_difficulty(worker, conn.session.difficulty)
         self.admission.released(conn.ip)
         self.router.unregister(conn, time.monotonic())
         self.metrics.miners.set(len(self.connections))
@@ -355,10 +419,13 @@ class StratumServer:
             # Before the reply: the share's row is in the local journal (proxy.journal) before
             # the miner can hear "accepted", so a crash after the reply cannot lose it.
             job = candidate.job
+            found = validate.block_hash(candidate, pow_hash) if verdict.meets_upstream else None
             self.accounting.accepted(candidate.worker, job.upstream, job.id, candidate.difficulty,
-                                     verdict.share_difficulty, coin=job.coin, now=now)
+                                     verdict.share_difficulty, block_hash=found, coin=job.coin, now=now)
         if not conn.closed:
             conn.deliver(actions)
+            if conn.closing is not None and conn.in_flight == 0:
+                conn._finish_closing()
         if verdict.accepted:
             if not self._accepted_uncounted:
                 asyncio.get_running_loop().call_soon(self._count_accepted)
@@ -386,14 +453,22 @@ class StratumServer:
         upstream = self.router.upstream(candidate.job.upstream)
         if upstream is None:
             return None
-        outcome = await upstream.submit(candidate.job.job.job_id, candidate.extranonce2, candidate.ntime,
-                                        candidate.nonce, candidate.header, candidate.worker)
+        work = candidate.job.work
+        outcome = await upstream.submit(work.job.job_id, candidate.extranonce2, candidate.ntime,
+                                        candidate.nonce, candidate.header, candidate.worker,
+                                        extranonce1=work.extranonce1)
         result = "accepted" if outcome.accepted else "rejected"
         self.metrics.upstream_submits.labels(upstream.name, result).inc()
         self.metrics.upstream_latency.labels(upstream.name).observe(outcome.latency_s)
+        if outcome.block_hash is not None:
+            self.metrics.blocks.labels(upstream.coin, outcome.status or result).inc()
         if not outcome.accepted:
             self.log.warning("upstream.share_rejected", upstream=upstream.name, reason=outcome.reason,
-                             worker=candidate.worker)
+                             worker=candidate.worker, job=work.job.job_id,
+                             latency_ms=round(outcome.latency_s * 1000, 1))
+        else:
+            self.log.debug("upstream.share_accepted", upstream=upstream.name, worker=candidate.worker,
+                           job=work.job.job_id, latency_ms=round(outcome.latency_s * 1000, 1))
         return outcome
 
     def count_rejection(self, conn: MinerConnection, worker: str, rejection: validate.Rejection,

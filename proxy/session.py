@@ -23,6 +23,11 @@ _JOBS_REMEMBERED = 16
 _JOBS_RETIRED = 48
 """Older job ids kept per miner (references to the jobs' own strings): 64 jobs back in all."""
 _MAX_SHARES_PER_JOB = 65536
+SCRYPT_READING_FROM = 16.0
+"""BFGMiner (and cgminer forks like it) read a mining.set_difficulty below 16 as SHA-256 difficulty,
+65536 times harder than scrypt's; from 16 up, as scrypt difficulty (see shared/peers/README.md)."""
+_SHA256_READERS = ("bfgminer",)
+"""User agents (lower case, prefix) that read a small difficulty the SHA-256 way."""
 
 # Difficulties repeat (vardiff moves in steps), and the exact division behind a target is not cheap.
 _share_target = functools.lru_cache(maxsize=1024)(share_difficulty_to_target)
@@ -49,6 +54,10 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Close:
     reason: str
+    last_words: bytes = b""
+    """Sent just before closing, instead of the reason as a client.show_message."""
+    after_answers: bool = False
+    """Read no more from the miner, answer the shares it has in flight, then close."""
 
 
 @dataclass(slots=True)
@@ -91,6 +100,10 @@ class Hub(Protocol):
         ...
 
     def current_job(self, upstream: str) -> ProxyJob | None: ...
+
+    def known_difficulty(self, worker: str) -> float | None:
+        """The difficulty `worker` had when its last connection ended (a move by reconnect)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +152,10 @@ class MinerSession:
     accepted: int = 0
     rejected: int = 0
     _job_difficulty: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    _seen: dict[str, set[int]] = field(default_factory=dict)
+    _seen: OrderedDict[tuple[str, str, bytes, bytes], set[int]] = field(default_factory=OrderedDict)
+    """Shares seen per upstream job: copies of one job under several ids (a keep-alive with a later
+    ntime, a difficulty change) are one job, and a share counts once across all of them."""
+    _variants: int = 0
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
     _retired: deque[str] | None = None
     """Ids of jobs sent to this miner that `_job_difficulty` no longer holds: a share for one is
@@ -225,12 +241,19 @@ class MinerSession:
         if not self.hub.authorize(self, username, password):
             return [self._reply(request, False)]
         options = parse_password(password)
-        if options.difficulty is not None:
-            self.vardiff.difficulty = self.vardiff.clamp(options.difficulty)
-            self.vardiff.fixed = True
         first = not self.workers
-        self.workers.add(username)
         actions: list[Action] = [self._reply(request, True)]
+        if options.difficulty is not None:
+            pinned = self.vardiff.pin(options.difficulty)
+            if pinned != options.difficulty:
+                actions.append(_message(f"qscrypt: d={options.difficulty:g} is outside this proxy's range "
+                                        f"[{self.vardiff.minimum:g}, {self.vardiff.maximum:g}]: "
+                                        f"mining at {pinned:g}"))
+        elif first and not self.vardiff.fixed:
+            known = self.hub.known_difficulty(username)
+            if known is not None:
+                self.vardiff.difficulty = self.vardiff.clamp(known)
+        self.workers.add(username)
         if first:
             actions += self._choose_profile(options.profile or split_username(username)[1])
         if first and self.assignment is not None:
@@ -246,8 +269,7 @@ class MinerSession:
         if profile is None:
             return []
         if not self.hub.known_profile(profile):
-            return [Send(stratum.notify("client.show_message",
-                                        [f"qscrypt: unknown profile '{profile}', mining on the default"]))]
+            return [_message(f"qscrypt: unknown profile '{profile}', mining on the default")]
         self.profile = profile
         return []
 
@@ -294,27 +316,33 @@ class MinerSession:
         if isinstance(parsed, Rejection):
             return self._refuse(request, worker, parsed)
         worker, job_id, extranonce2, ntime, nonce = parsed
-        job = self.hub.find_job(job_id)
         if job_id not in self._job_difficulty:
             if self._retired is not None and job_id in self._retired:
-                return self._refuse(request, worker, validate.reject(
-                    stratum.JOB_NOT_FOUND, validate.STALE, "stale job"))
+                return self._refuse(request, worker, self._stale())
             # Never sent to this miner: not a late share but a made-up one, which counts toward
             # the invalid-share ban like any other invalid share.
             return self._refuse(request, worker, validate.reject(
                 stratum.JOB_NOT_FOUND, validate.UNKNOWN_JOB, "job not found"))
+        # "1a.2": job 1a as this miner got it again at another difficulty.
+        job = self.hub.find_job(job_id.partition(".")[0])
         if job is None:
             return self._refuse(request, worker, validate.reject(
                 stratum.JOB_NOT_FOUND, validate.STALE, "job not found"))
         if not self.hub.is_current(job, now):
-            return self._refuse(request, worker, validate.reject(
-                stratum.JOB_NOT_FOUND, validate.STALE, "stale job"))
+            return self._refuse(request, worker, self._stale())
         prefix = self._prefix_for(job)
         problem = validate.check_ntime(job, ntime) or validate.check_extranonce2(
             extranonce2, job.work.extranonce2_size - len(prefix))
         if problem is not None:
             return self._refuse(request, worker, problem)
-        seen = self._seen.setdefault(job_id, set())
+        # One header per key: the same upstream job on the same extranonce (its copies under other
+        # ids share it; another pool session or prefix makes other headers).
+        seen_key = (job.upstream, job.job.job_id, job.work.extranonce1, prefix)
+        seen = self._seen.get(seen_key)
+        if seen is None:
+            seen = self._seen[seen_key] = set()
+            while len(self._seen) > _JOBS_REMEMBERED:
+                self._seen.popitem(last=False)
         # An int, not a tuple: ints are not tracked by the cyclic GC, and these live for a job.
         key = int.from_bytes(extranonce2, "big") << 64 | ntime << 32 | nonce
         if key in seen:
@@ -355,18 +383,56 @@ class MinerSession:
         return [self._error(request, rejection.code, rejection.message),
                 Rejected(worker, rejection, job_id[:64], upstream, self.vardiff.difficulty)]
 
+    def _stale(self) -> Rejection:
+        if self.assignment is not None and self.hub.current_job(self.assignment.upstream) is None:
+            return validate.reject(stratum.JOB_NOT_FOUND, validate.STALE,
+                                   "stale job: no upstream work available, try again later")
+        return validate.reject(stratum.JOB_NOT_FOUND, validate.STALE, "stale job")
+
     def share_hashed(self, request_id: stratum.JsonId, candidate: ShareCandidate, pow_hash: bytes,
                      now: float) -> tuple[Verdict, list[Action]]:
         verdict = validate.judge(candidate, pow_hash)
+        if verdict.accepted and not self.hub.is_current(candidate.job, now):
+            # The job was replaced (a new block, an upstream gone) while the share was hashed: it
+            # is worth nothing now, and must not be answered `true` or sent on as a block.
+            verdict = Verdict(False, verdict.share_difficulty, False, self._stale())
         if verdict.accepted:
             self.accepted += 1
             self.vardiff.shares += 1
-            reply = stratum.Response(request_id, True, None)
-        else:
-            self.rejected += 1
-            assert verdict.rejection is not None
-            reply = stratum.error_response(request_id, verdict.rejection.code, verdict.rejection.message)
+            actions: list[Action] = [Send(stratum.encode(stratum.Response(request_id, True, None)))]
+            if self.vardiff.flooding(now) is not None:
+                actions += self._raise_difficulty(now)
+            return verdict, actions
+        self.rejected += 1
+        assert verdict.rejection is not None
+        reply = stratum.error_response(request_id, verdict.rejection.code, verdict.rejection.message)
         return verdict, [Send(stratum.encode(reply))]
+
+    def _raise_difficulty(self, now: float) -> list[Action]:
+        """The miner sends shares faster than the message-rate limit allows: its new difficulty goes
+        out now, with its job again under a new id and clean (cpuminer applies a difficulty only to
+        a job id it has not seen, and only a clean one stops the threads hashing the old target)."""
+        actions: list[Action] = []
+        if self.vardiff.fixed:
+            actions.append(_message(
+                f"qscrypt: your pinned difficulty makes more than {self.vardiff.max_share_rate:g} shares/s, "
+                f"over this proxy's message limit: raised to {self.vardiff.difficulty:g}"))
+        job = self.hub.current_job(self.assignment.upstream) if self.assignment is not None else None
+        if job is None:
+            return actions
+        self._variants += 1
+        variant = f"{job.id}.{self._variants:x}"
+        self._remember_job(variant)
+        line = stratum.notify("mining.notify", job.job.notify_params(job_id=variant, clean_jobs=True))
+        self.sent_difficulty = self.vardiff.difficulty
+        actions.append(Send(self._set_difficulty(self.sent_difficulty) + line))
+        return actions
+
+    def _set_difficulty(self, difficulty: float) -> bytes:
+        wire = difficulty
+        if difficulty < SCRYPT_READING_FROM and self.user_agent.lower().startswith(_SHA256_READERS):
+            wire = difficulty / 65536  # read as SHA-256 difficulty: the same target
+        return stratum.notify("mining.set_difficulty", [wire])
 
     # -- proxy -> miner -------------------------------------------------------------------------
 
@@ -385,14 +451,13 @@ class MinerSession:
         if self.sent_difficulty == self.vardiff.difficulty:
             return line
         self.sent_difficulty = self.vardiff.difficulty
-        return stratum.notify("mining.set_difficulty", [self.sent_difficulty]) + line
+        return self._set_difficulty(self.sent_difficulty) + line
 
     def _remember_job(self, job_id: str) -> None:
         self._job_difficulty[job_id] = self.vardiff.difficulty
         self._job_difficulty.move_to_end(job_id)
         while len(self._job_difficulty) > _JOBS_REMEMBERED:
             old, _ = self._job_difficulty.popitem(last=False)
-            self._seen.pop(old, None)
             if self._retired is None:
                 self._retired = deque(maxlen=_JOBS_RETIRED)
             self._retired.append(old)
@@ -405,8 +470,10 @@ class MinerSession:
         self.assignment = assignment
         if previous is not None and not self.extranonce_subscribed and \
                 previous.extranonce1 != assignment.extranonce1:
-            # Without mining.set_extranonce the only way to change extranonce1 is a reconnect.
-            return [Send(stratum.notify("client.reconnect", [])), Close("moved: reconnect requested")]
+            # Without mining.set_extranonce the only way to change extranonce1 is a reconnect; the
+            # shares the miner has in flight are answered first.
+            return [Close("moved: reconnect requested", stratum.notify("client.reconnect", []),
+                          after_answers=True)]
         actions: list[Action] = []
         if previous is None or previous.extranonce1 != assignment.extranonce1 or \
                 previous.extranonce2_size != assignment.extranonce2_size:
@@ -415,3 +482,7 @@ class MinerSession:
         if job is not None:
             actions += self.notify(job, now, clean=True)
         return actions
+
+
+def _message(text: str) -> Send:
+    return Send(stratum.notify("client.show_message", [text]))

@@ -8,8 +8,8 @@ then the scrypt hash against the miner's target.
 from dataclasses import dataclass
 
 from mining import stratum
-from mining.hashing import hash_to_int
-from mining.target import hash_share_difficulty
+from mining.hashing import hash_to_hex, hash_to_int, sha256d
+from mining.target import bits_to_target, hash_share_difficulty
 from proxy.jobs import ProxyJob
 
 NTIME_MAX_AHEAD_S = 7200
@@ -99,3 +99,11 @@ def judge(candidate: ShareCandidate, pow_hash: bytes) -> Verdict:
         return Verdict(False, reached, False,
                        reject(stratum.LOW_DIFFICULTY, LOW_DIFFICULTY, "low difficulty share"))
     return Verdict(True, reached, value <= candidate.job.work.target)
+
+
+def block_hash(candidate: ShareCandidate, pow_hash: bytes) -> str | None:
+    """The block id when the share also meets the network target of its job's nbits (a block on
+    whichever chain the job builds on), else None."""
+    if hash_to_int(pow_hash) > bits_to_target(candidate.job.job.bits):
+        return None
+    return hash_to_hex(sha256d(candidate.header))

@@ -16,6 +16,9 @@ _CONFIDENT_SHARES = 16
 _BURST_SHARES = 64
 _MAX_WINDOWS = 16
 """A window that never called for a retarget restarts after this many retarget periods."""
+_FLOOD_SHARES = 8
+"""Shares before a rate above `max_share_rate` is believed (8 in a burst is no accident)."""
+_MIN_ELAPSED_S = 0.05
 
 
 @dataclass
@@ -30,6 +33,9 @@ class Vardiff:
     shares: int = field(default=0)
     fixed: bool = False
     """Set when the miner asked for a fixed difficulty (`d=` in the password)."""
+    max_share_rate: float = math.inf
+    """Shares per second no miner may be asked for: past it a miner runs into the message-rate
+    limit and is disconnected. Caps a pinned difficulty too."""
 
     def start(self, now: float) -> None:
         self.window_start = now
@@ -43,9 +49,32 @@ class Vardiff:
         self.shares += 1
         return self.maybe_retarget(now)
 
-    def maybe_retarget(self, now: float) -> float | None:
-        if self.fixed:
+    def pin(self, difficulty: float) -> float:
+        """A fixed difficulty the miner asked for, within [minimum, maximum]; what it got."""
+        self.difficulty = self.clamp(difficulty)
+        self.fixed = True
+        return self.difficulty
+
+    def flooding(self, now: float) -> float | None:
+        """The difficulty that brings a miner sending shares faster than `max_share_rate` back to
+        half of it — at once and past the usual 4x step, since the message-rate limit will not wait.
+        None while the rate is fine."""
+        if self.shares < _FLOOD_SHARES:
             return None
+        rate = self.shares / max(now - self.window_start, _MIN_ELAPSED_S)
+        if rate <= self.max_share_rate:
+            return None
+        new = min(self.difficulty * rate / (self.max_share_rate / 2), self.maximum)
+        self.start(now)
+        if new <= self.difficulty:
+            return None
+        self.difficulty = new
+        return new
+
+    def maybe_retarget(self, now: float) -> float | None:
+        flood = self.flooding(now)
+        if flood is not None or self.fixed:
+            return flood
         elapsed = now - self.window_start
         # A flood of shares is evidence enough without waiting out the period (a fast miner
         # that starts far too easy would otherwise take minutes to climb 4x per period).

@@ -176,6 +176,11 @@ class ProxyConfig:
     """With auth_mode = "tokens": accepted passwords (or from the workers table)."""
     metrics_port: int | None = 9100
     """Prometheus /metrics port; 0 disables it."""
+    metrics_host: str = ""
+    """Address the metrics server binds; empty: the Stratum listen host."""
+    keepalive_s: float = 30.0
+    """A miner that has had no mining.notify for this long gets the current job again (fresh ntime,
+    clean_jobs false): cpuminer drops a server silent for 120 s."""
     workers: int = 1
     """Event-loop processes behind the listening ports (proxy.supervisor); 1: a single process."""
     hash_processes: int = 0
@@ -189,6 +194,9 @@ class ProxyConfig:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
         if not 1 <= self.workers <= 256:
             raise ConfigError("proxy.workers", "must be 1..256 (session ids carry the worker in one byte)")
+        if not 1 <= self.keepalive_s <= 110:
+            raise ConfigError("proxy.keepalive_s",
+                              "must be 1..110 s (cpuminer drops a server silent for 120 s)")
         if self.hash_processes < 0:
             raise ConfigError("proxy.hash_processes", "must be 0 (one per core) or more")
         names = [u.name for u in self.upstreams]

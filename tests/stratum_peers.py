@@ -93,14 +93,16 @@ class PoolServer:
     (a live job, the extranonce2 size, the ntime range, no duplicates, scrypt against the difficulty).
 
     Options for miner tests: `job_interval_s=None` sends no periodic jobs, `answer_delay_s` answers
-    submits that much later, `reject_first` refuses that many otherwise valid shares."""
+    submits that much later, `authorize_delay_s` the authorize request, `reject_first` refuses that
+    many otherwise valid shares."""
 
     def __init__(self, extranonce2_size: int = 4, difficulty: float = 0.001,
                  job_interval_s: float | None = 1.0, answer_delay_s: float = 0.0,
-                 reject_first: int = 0) -> None:
+                 reject_first: int = 0, authorize_delay_s: float = 0.0) -> None:
         self.extranonce2_size = extranonce2_size
         self.job_interval_s = job_interval_s
         self.answer_delay_s = answer_delay_s
+        self.authorize_delay_s = authorize_delay_s
         self.reject_first = reject_first
         self._ticker: asyncio.Task[None] | None = None
         self.difficulty = difficulty
@@ -226,29 +228,42 @@ class PoolServer:
             writer.write(stratum.encode(stratum.Response(request.id, result, error)))
 
         if request.method == "mining.subscribe":
-            reply([[["mining.notify", "s1"]], session.extranonce1.hex(), session.extranonce2_size])
+            # As real pools (foundation-v2-litecoin, NOMP) do: the answer, the difficulty and the
+            # current job in one write, before the miner has even asked to authorize.
+            answer = stratum.encode(stratum.Response(
+                request.id, [[["mining.set_difficulty", "s1"], ["mining.notify", "s1"]],
+                             session.extranonce1.hex(), session.extranonce2_size], None))
+            answer += stratum.notify("mining.set_difficulty", [self.difficulty])
+            if self.current is not None:
+                answer += stratum.notify("mining.notify", self.current.notify_params(clean_jobs=True))
+            writer.write(answer)
         elif request.method == "mining.extranonce.subscribe":
             reply(True)
         elif request.method == "mining.authorize":
             self.authorized_users.append(request.params[0])
-            reply(True)
-            writer.write(stratum.notify("mining.set_difficulty", [self.difficulty]))
-            if self.current is not None:
-                writer.write(stratum.notify("mining.notify", self.current.notify_params()))
+            answer = stratum.encode(stratum.Response(request.id, True, None))
+            if self.authorize_delay_s:
+                self._later(writer, answer, self.authorize_delay_s)
+            else:
+                writer.write(answer)
         elif request.method == "mining.submit":
             answer = stratum.encode(stratum.Response(request.id, *self._submit(session, request.params)))
             if self.answer_delay_s:
-                task = asyncio.create_task(self._answer_later(writer, answer))
-                self._answers.add(task)
-                task.add_done_callback(self._answers.discard)
+                self._later(writer, answer, self.answer_delay_s)
             else:
                 writer.write(answer)
         else:
             reply(None, stratum.error_value(stratum.METHOD_NOT_FOUND, "unknown"))
 
-    async def _answer_later(self, writer: asyncio.StreamWriter, answer: bytes) -> None:
-        await asyncio.sleep(self.answer_delay_s)
-        writer.write(answer)
+    def _later(self, writer: asyncio.StreamWriter, answer: bytes, delay_s: float) -> None:
+        task = asyncio.create_task(self._answer_later(writer, answer, delay_s))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer_later(self, writer: asyncio.StreamWriter, answer: bytes, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not writer.is_closing():
+            writer.write(answer)
 
     def _submit(self, session: PoolSession, params: list[Any]) -> tuple[Any, Any]:
         worker, job_id, en2_hex, ntime_hex, nonce_hex = params[:5]

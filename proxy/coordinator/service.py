@@ -472,7 +472,8 @@ class Coordinator:
         share = pending.share
         self.stats.submitted += 1
         outcome = await self.upstream.submit(job.job_id, share.extranonce2, job.ntime, share.nonce,
-                                             pending.header, share.worker)
+                                             pending.header, share.worker,
+                                             extranonce1=pending.state.work.extranonce1)
         if outcome.accepted:
             self.stats.accepted += 1
         else:

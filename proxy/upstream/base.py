@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mining.job import Job
+from qscrypt.log import get_logger
+
+_log = get_logger(component="upstream")
 
 
 class UpstreamState(enum.Enum):
@@ -21,6 +24,8 @@ class SubmitOutcome:
     reason: str | None
     latency_s: float
     block_hash: str | None = None
+    status: str | None = None
+    """For a block (a daemon upstream): accepted, rejected, orphaned or pending, as `blocks` has it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +62,22 @@ class Upstream(abc.ABC):
         self._state_listeners.append(listener)
 
     def _publish_job(self, work: UpstreamWork) -> None:
-        """New work; an upstream with work is READY (state listeners already see it healthy)."""
+        """New work; an upstream with work is READY. Job listeners hear of the work first (the
+        router makes room for miners on it), state listeners then see it healthy."""
         self.work = work
         self.last_job_at = time.monotonic()
-        self._set_state(UpstreamState.READY)
         for listener in self._job_listeners:
             listener(self, work)
+        self._set_state(UpstreamState.READY)
 
     def _set_state(self, state: UpstreamState, error: str | None = None) -> None:
         if error is not None:
             self.last_error = error
         if state is self.state:
             return
+        log = _log.info if state is UpstreamState.READY else _log.warning
+        log("upstream.state", upstream=self.name, previous=self.state.value, state=state.value,
+            error=error if state is not UpstreamState.READY else None)
         self.state = state
         for listener in self._state_listeners:
             listener(self)
@@ -86,10 +95,11 @@ class Upstream(abc.ABC):
 
     @abc.abstractmethod
     async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
-                     header: bytes, worker: str) -> SubmitOutcome:
+                     header: bytes, worker: str, extranonce1: bytes | None = None) -> SubmitOutcome:
         """Submit a share found on `job_id` (the upstream's own id) with the full extranonce2.
 
         `header` is the 80-byte header the proxy already built and hashed, and `worker` the miner
         that found it: a daemon upstream needs both to assemble and record a block; a pool
-        upstream ignores them.
+        upstream ignores them. `extranonce1` is the one the share was built on: a pool upstream
+        refuses to send a share of a session that has ended.
         """

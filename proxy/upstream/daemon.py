@@ -27,7 +27,9 @@ mempool at most every 5 s (a new tip at once), so a `refresh_s` below that gains
 Failures: RPC errors and timeouts are retried with backoff from 0.25 s (a solo miner loses blocks
 while it waits; calls to a daemon are cheap) up to `retry_backoff_s`. Meanwhile the last job stays
 valid until the daemon last confirmed its tip more than `no_job_timeout_s` ago; then the upstream
-goes DOWN and failover takes over as for a silent pool. Each distinct error is logged once.
+goes DOWN and failover takes over as for a silent pool. Each distinct error is logged once. A new
+tip whose template fails is different: the old job builds on a replaced block, so it is withdrawn
+at once (the upstream goes DOWN until a template on the new tip comes).
 """
 
 import asyncio
@@ -232,7 +234,17 @@ class DaemonUpstream(Upstream):
                 and best == current.template["previousblockhash"]):
             self._confirmed_at = now
             return
-        await self._new_work()
+        tip_moved = current is not None and best != current.template["previousblockhash"]
+        try:
+            await self._new_work()
+        except (RpcError, DaemonError, ValueError) as exc:
+            if tip_moved and self.work is not None:
+                # The job builds on a block that is no longer the tip: a share for it could only
+                # make an orphan. It stops now, not when no_job_timeout_s runs out.
+                self._log.error("daemon.tip_moved_without_work", best=best, error=str(exc))
+                self.work = None
+                raise DaemonError(f"new block {best} but no template for it: {exc}") from exc
+            raise
 
     async def _check_chain(self) -> None:
         info = await self.rpc.call("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
@@ -276,7 +288,6 @@ class DaemonUpstream(Upstream):
         log("daemon.work", job=job.job_id, height=fields.height, clean=clean,
             transactions=len(template.get("transactions", ())), mweb="mweb" in template,
             reward=fields.coinbasevalue)
-        self._set_state(UpstreamState.READY)
         self._publish_job(UpstreamWork(job, self.extranonce1, EXTRANONCE2_SIZE, fields.target))
 
     def _failed(self, exc: Exception, failures: int) -> float:
@@ -309,7 +320,7 @@ class DaemonUpstream(Upstream):
     # -- blocks ---------------------------------------------------------------------------------
 
     async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
-                     header: bytes, worker: str) -> SubmitOutcome:
+                     header: bytes, worker: str, extranonce1: bytes | None = None) -> SubmitOutcome:
         """Submit the block this share completes; ntime and nonce are already in `header`."""
         started = time.monotonic()
         found_at = datetime.now(UTC)
@@ -338,7 +349,7 @@ class DaemonUpstream(Upstream):
             reason=reason, latency_ms=round(latency * 1000, 1))
         if self._dsn:
             self._record(dataclasses.replace(record, status=status, reason=reason))
-        return SubmitOutcome(accepted, reason, latency, block_hash)
+        return SubmitOutcome(accepted, reason, latency, block_hash, status)
 
     async def _submit_block(self, block: bytes, block_hash: str) -> tuple[str, str | None]:
         """(status, reason) for the `blocks` table, from submitblock and the block's place in the chain."""

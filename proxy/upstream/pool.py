@@ -1,26 +1,26 @@
-"""A Stratum client session to an upstream pool: subscribe, authorize, follow its jobs, submit.
+"""A session to an upstream pool: the asyncio shell around `mining.stratum_client.StratumClient`.
 
-The connection loop reconnects with backoff; a pool that sends no new job for
-`no_job_timeout_s` is treated as dead, so failover also covers pools that go silent.
+The shell owns the socket, the reconnect loop with backoff and the clock; the protocol — when a
+session is ready, which extranonce and difficulty a job belongs to — is the client's. A pool that
+sends no new job for `no_job_timeout_s` is treated as dead, so failover also covers pools that go
+silent.
 """
 
 import asyncio
 import contextlib
 import ssl
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
-from mining import stratum
-from mining.job import Job
-from mining.target import share_difficulty_to_target
+from mining import stratum_client as sc
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
 from qscrypt.config import FailoverConfig, UpstreamConfig
 from qscrypt.log import get_logger
 
-_CLIENT_NAME = "qscrypt/0.1.0"
-_REQUEST_TIMEOUT_S = 15.0
-_MAX_LINE = 1 << 20  # pools send big notifies (long merkle branches); still bounded
+CLIENT_NAME = "qscrypt/0.1.0"
+_CONNECT_TIMEOUT_S = 15.0
+_TICK_S = 1.0
+"""How often the client is polled for time-outs and the pool for silence."""
 
 
 class UpstreamError(Exception):
@@ -42,18 +42,23 @@ class PoolUpstream(Upstream):
         self.config = config
         self.failover = failover
         self.host, self.port, self.tls = parse_stratum_url(config.url)
-        self.difficulty = 1.0
-        self.extranonce1 = b""
-        self.extranonce2_size = 0
+        self.difficulty = sc.DEFAULT_DIFFICULTY
         self.accepted = 0
         self.rejected = 0
         self._log = get_logger(upstream=self.name)
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._next_id = 1
+        self._client: sc.StratumClient | None = None
+        self._submits: dict[int, asyncio.Future[sc.SubmitResult]] = {}
+        self._failure: str | None = None
         self._reconnect_to: tuple[str, int, float] | None = None
         self._closing = False
+
+    @property
+    def extranonce1(self) -> bytes:
+        """The current session's extranonce1 (empty between sessions)."""
+        client = self._client
+        return client.extranonce1 or b"" if client is not None else b""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream-{self.name}")
@@ -64,6 +69,7 @@ class PoolUpstream(Upstream):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.work = None
         self._set_state(UpstreamState.DOWN)
 
     def drop(self, reason: str) -> None:
@@ -88,12 +94,11 @@ class PoolUpstream(Upstream):
             started = time.monotonic()
             try:
                 await self._session()
-                error = "connection closed"
+                error = self._failure or "connection closed"
             except (TimeoutError, OSError, UpstreamError, ssl.SSLError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            self._fail_pending(error)
-            self._set_state(UpstreamState.DOWN, error)
-            self._log.warning("upstream.down", error=error)
+            self._end_session(error)
+            self._log.warning("upstream.down", error=error, host=self.host, port=self.port)
             if self._reconnect_to is not None:
                 host, port, wait = self._reconnect_to
                 self._reconnect_to = None
@@ -105,162 +110,122 @@ class PoolUpstream(Upstream):
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.failover.retry_backoff_max_s)
 
+    def _end_session(self, error: str) -> None:
+        """Everything of the session goes with it: its client (extranonce, jobs), its work, and
+        every submit still waiting for an answer."""
+        self._client = None
+        self._writer = None
+        self.work = None
+        for future in self._submits.values():
+            if not future.done():
+                future.set_exception(UpstreamError(error))
+        self._submits.clear()
+        self._set_state(UpstreamState.DOWN, error)
+
     async def _session(self) -> None:
+        self._failure = None
         self._set_state(UpstreamState.CONNECTING)
+        self._log.info("upstream.connecting", host=self.host, port=self.port, tls=self.tls)
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, ssl=self._ssl_context(), limit=_MAX_LINE),
-            timeout=_REQUEST_TIMEOUT_S,
+            asyncio.open_connection(self.host, self.port, ssl=self._ssl_context(), limit=sc.MAX_LINE),
+            timeout=_CONNECT_TIMEOUT_S,
         )
         self._writer = writer
-        codec = stratum.StratumCodec(max_line=_MAX_LINE)
-        reading = asyncio.create_task(self._read_loop(reader, codec))
-        watchdog = asyncio.create_task(self._watch_jobs())
+        self._client = client = sc.StratumClient(self.config.user, self.config.password, CLIENT_NAME)
+        reading = asyncio.create_task(self._read_loop(reader, client))
+        ticking = asyncio.create_task(self._tick(client))
         try:
-            await self._handshake()
-            await asyncio.wait({reading, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            self._handle(client.start(time.monotonic()))
+            await asyncio.wait({reading, ticking}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reading, watchdog):
+            for task in (reading, ticking):
                 task.cancel()
             with contextlib.suppress(Exception):
                 writer.close()
-            self._writer = None
-            self.work = None
             # Let both finish; asyncio.wait raises none of their errors, and a cancellation of this
             # task still propagates (suppressing BaseException here once swallowed it, and the
             # reconnect loop then outlived the event loop's shutdown).
-            await asyncio.wait({reading, watchdog})
+            await asyncio.wait({reading, ticking})
             if reading.done() and not reading.cancelled() and reading.exception():
                 raise UpstreamError(str(reading.exception()))
 
-    async def _handshake(self) -> None:
-        result = await self._call("mining.subscribe", [_CLIENT_NAME])
-        if not isinstance(result, list) or len(result) < 3:
-            raise UpstreamError(f"bad subscribe answer: {result!r}")
-        try:
-            self.extranonce1 = bytes.fromhex(result[1])
-            self.extranonce2_size = int(result[2])
-        except (TypeError, ValueError):
-            raise UpstreamError(f"bad subscribe answer: {result!r}") from None
-        with contextlib.suppress(UpstreamError):
-            await self._call("mining.extranonce.subscribe", [])
-        ok = await self._call("mining.authorize", [self.config.user, self.config.password])
-        if ok is not True:
-            raise UpstreamError(f"pool refused worker {self.config.user}")
-        self._log.info("upstream.authorized", extranonce1=self.extranonce1.hex(),
-                       extranonce2_size=self.extranonce2_size)
-
-    async def _call(self, method: str, params: list[Any]) -> Any:
-        if self._writer is None:
-            raise UpstreamError("not connected")
-        request_id = self._next_id
-        self._next_id += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        self._writer.write(stratum.encode(stratum.Request(request_id, method, params)))
-        try:
-            return await asyncio.wait_for(future, timeout=_REQUEST_TIMEOUT_S)
-        finally:
-            self._pending.pop(request_id, None)
-
-    def _fail_pending(self, error: str) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(UpstreamError(error))
-        self._pending.clear()
-
-    async def _read_loop(self, reader: asyncio.StreamReader, codec: stratum.StratumCodec) -> None:
-        while True:
+    async def _read_loop(self, reader: asyncio.StreamReader, client: sc.StratumClient) -> None:
+        while self._failure is None:
             data = await reader.read(65536)
             if not data:
                 return
-            for event in codec.feed(data):
-                self._on_event(event)
+            self._handle(client.feed(data, time.monotonic()))
 
-    async def _watch_jobs(self) -> None:
+    async def _tick(self, client: sc.StratumClient) -> None:
         timeout = self.failover.no_job_timeout_s
-        while True:
-            await asyncio.sleep(min(timeout / 4, 5.0))
+        while self._failure is None:
+            await asyncio.sleep(_TICK_S)
+            self._handle(client.poll(time.monotonic()))
             if self.state is UpstreamState.READY and time.monotonic() - self.last_job_at > timeout:
+                self._failure = f"no new job for {timeout:g} s"
                 self._log.warning("upstream.silent", seconds=timeout)
-                return
 
-    def _on_event(self, event: stratum.Event) -> None:
-        if isinstance(event, stratum.Response):
-            future = self._pending.get(event.id) if isinstance(event.id, int) else None
-            if future is not None and not future.done():
-                if event.error is not None:
-                    future.set_exception(UpstreamError(_error_text(event.error)))
-                else:
-                    future.set_result(event.result)
-            return
-        if isinstance(event, stratum.ProtocolError):
-            self._log.warning("upstream.bad_line", error=event.message)
-            return
-        method, params = event.method, event.params
-        if method == "mining.notify":
-            self._on_notify(params)
-        elif method == "mining.set_difficulty":
-            self.difficulty = float(params[0])
-        elif method == "mining.set_extranonce":
-            self.extranonce1 = bytes.fromhex(params[0])
-            self.extranonce2_size = int(params[1])
-            self._log.info("upstream.set_extranonce", extranonce1=params[0], size=params[1])
-        elif method == "client.reconnect":
-            self._on_reconnect(params)
-        elif method == "client.show_message":
-            self._log.info("upstream.message", message=str(params[:1]))
-        if isinstance(event, stratum.Request) and self._writer is not None:
-            if method == "client.get_version":
-                self._writer.write(stratum.encode(stratum.Response(event.id, _CLIENT_NAME, None)))
+    def _handle(self, events: list[sc.ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, sc.Send):
+                if self._writer is not None:
+                    self._writer.write(event.data)
+            elif isinstance(event, sc.Work):
+                self._on_work(event)
+            elif isinstance(event, sc.SubmitResult):
+                future = self._submits.pop(event.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(event)
+            elif isinstance(event, sc.DifficultyChanged):
+                self.difficulty = event.difficulty
+                self._log.debug("upstream.difficulty", difficulty=event.difficulty)
+            elif isinstance(event, sc.Reconnect):
+                host = event.host or self.host
+                port = event.port or self.port
+                self._log.info("upstream.reconnect_requested", host=host, port=port, wait=event.wait_s)
+                self._reconnect_to = (host, port, event.wait_s)
+                self._failure = "client.reconnect"
+                if self._writer is not None:
+                    self._writer.close()
+            elif isinstance(event, sc.Notice):
+                self._log.info("upstream.notice", message=event.text[:200])
+            elif isinstance(event, sc.Failure):
+                self._failure = event.reason
+                self._log.warning("upstream.failure", reason=event.reason)
+                if self._writer is not None:
+                    self._writer.close()
 
-    def _on_notify(self, params: list[Any]) -> None:
-        try:
-            job = Job.from_notify(params)
-        except ValueError as exc:
-            self._log.warning("upstream.bad_notify", error=str(exc))
-            return
-        if self.extranonce2_size <= 0:
-            self._log.warning("upstream.no_extranonce_space")
-            return
-        work = UpstreamWork(job, self.extranonce1, self.extranonce2_size,
-                            share_difficulty_to_target(self.difficulty))
-        self._publish_job(work)
-
-    def _on_reconnect(self, params: list[Any]) -> None:
-        host = params[0] if params and isinstance(params[0], str) and params[0] else self.host
-        port = self.port
-        if len(params) > 1:
-            with contextlib.suppress(TypeError, ValueError):
-                port = int(params[1])
-        wait = 0.0
-        if len(params) > 2:
-            with contextlib.suppress(TypeError, ValueError):
-                wait = min(float(params[2]), 300.0)
-        self._log.info("upstream.reconnect_requested", host=host, port=port, wait=wait)
-        self._reconnect_to = (host, port, wait)
-        self.drop("client.reconnect")
+    def _on_work(self, work: sc.Work) -> None:
+        first = self.work is None or self.work.extranonce1 != work.extranonce1 or \
+            self.work.extranonce2_size != work.extranonce2_size
+        self.difficulty = work.difficulty
+        if first:
+            self._log.info("upstream.ready", extranonce1=work.extranonce1.hex(),
+                           extranonce2_size=work.extranonce2_size, difficulty=work.difficulty,
+                           job=work.job.job_id)
+        self._publish_job(UpstreamWork(work.job, work.extranonce1, work.extranonce2_size, work.target))
 
     async def submit(self, job_id: str, extranonce2: bytes, ntime: int, nonce: int,
-                     header: bytes, worker: str) -> SubmitOutcome:
+                     header: bytes, worker: str, extranonce1: bytes | None = None) -> SubmitOutcome:
         started = time.monotonic()
-        params = [self.config.user, job_id, extranonce2.hex(), f"{ntime:08x}", f"{nonce:08x}"]
-        try:
-            result = await self._call("mining.submit", params)
-        except (TimeoutError, UpstreamError) as exc:
+        client, writer = self._client, self._writer
+        if client is None or writer is None or \
+                (extranonce1 is not None and not client.is_live(job_id, extranonce1)):
+            # The session the share was built for is gone (or its job replaced): the pool would
+            # check it against another extranonce1 and call it low difficulty at best.
             self.rejected += 1
-            return SubmitOutcome(False, str(exc) or "timeout", time.monotonic() - started)
-        accepted = result is True
-        if accepted:
+            return SubmitOutcome(False, "not submitted: the job's pool session has ended", 0.0)
+        request_id, send = client.submit(job_id, extranonce2, ntime, nonce, started)
+        future: asyncio.Future[sc.SubmitResult] = asyncio.get_running_loop().create_future()
+        self._submits[request_id] = future
+        writer.write(send.data)
+        try:
+            result = await future
+        except UpstreamError as exc:
+            self.rejected += 1
+            return SubmitOutcome(False, str(exc), time.monotonic() - started)
+        if result.accepted:
             self.accepted += 1
         else:
             self.rejected += 1
-        return SubmitOutcome(accepted, None if accepted else f"pool answered {result!r}",
-                             time.monotonic() - started)
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, list) and len(error) >= 2:
-        return f"{error[0]}: {error[1]}"
-    if isinstance(error, dict):
-        return f"{error.get('code')}: {error.get('message')}"
-    return str(error)
+        return SubmitOutcome(result.accepted, result.reason, result.latency_s)

@@ -14,6 +14,7 @@ import pytest
 from api.app import DECIDER
 from api.config import ApiConfig
 from api.decider import utcnow
+from qscrypt.db.migrate import migrate
 from tests.api.conftest import AUTH, ClientFactory, FakeClock
 from tests.api.market import MERGED_NET, TWOMINERS_NET, new_run
 
@@ -235,20 +236,37 @@ async def test_a_profile_pinned_elsewhere_moves_at_once_and_one_gone_has_no_deci
     assert (await client.put("/v1/profiles/pin", json=fixed, headers=AUTH)).status == 200
     d = await decision(client, "pin")
     assert (d["choice"]["pool"], d["runner_up"]) == ("2miners-ltc", None)
-    assert d["reason"].startswith("LTC on merged-ltc-doge is no longer allowed by the profile")
-    # Pinned to a pool the data does not have: nothing to move to, the held choice stays.
+    assert d["reason"] == "pinned to LTC on 2miners-ltc by the profile: moving"
+    # A pin is an instruction, not an estimate: a pool the market data does not have is pinned all
+    # the same (the proxy finds it among its upstreams by name), without figures.
     gone = {"strategy": "fixed", "params": {"coin": "LTC", "pool": "closed-pool"}}
     assert (await client.put("/v1/profiles/pin", json=gone, headers=AUTH)).status == 200
     d = await decision(client, "pin")
     assert (d["choice"]["pool"], d["choice"]["usd_per_day_net"], d["choice"]["stratum_url"]) == (
-        "2miners-ltc",
+        "closed-pool",
         None,
-        "stratum+tcp://ltc.2miners.com:8080",
+        None,
     )
-    assert d["reason"] == "no option this profile allows: keeping LTC on 2miners-ltc"
+    assert d["reason"] == "pinned to LTC on closed-pool by the profile: moving"
     assert (await client.delete("/v1/profiles/pin", headers=AUTH)).status == 204
     await decision(client, "pin", 404)
     assert await pg_conn.fetchval("SELECT count(*) FROM decisions WHERE profile = 'pin'") == 0
+
+
+async def test_a_fixed_profile_pins_before_the_aggregator_ever_ran(
+    pg_empty_dsn: str, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    await migrate(pg_empty_dsn)
+    client = await make_client(pg_empty_dsn, clock=clock)
+    fixed = {"strategy": "fixed", "params": {"coin": "LTC", "pool": "2miners-ltc"}}
+    assert (await client.put("/v1/profiles/pinned", json=fixed, headers=AUTH)).status == 201
+    d = await decision(client, "pinned")
+    assert (d["choice"]["coin"], d["choice"]["pool"], d["data_as_of"]) == ("LTC", "2miners-ltc", None), d
+    assert d["reason"] == "pinned to LTC on 2miners-ltc by the profile: moving"
+    # Other strategies still wait for data.
+    assert (await client.put("/v1/profiles/greedy", json={"strategy": "max_usd"}, headers=AUTH)).status == 201
+    d = await decision(client, "greedy")
+    assert d["choice"] is None and d["stale"] is True, d
 
 
 async def test_a_profile_made_by_another_process_is_decided_on_first_request(

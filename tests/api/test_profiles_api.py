@@ -60,8 +60,14 @@ async def test_create_read_replace_delete(market_dsn: str, make_client: ClientFa
     refused = await client.delete("/v1/profiles/default", headers=AUTH)
     assert refused.status == 409
     assert "fall back" in (await refused.json())["detail"]
-    missing = await client.put("/v1/profiles/nobody", json={"strategy": "max_usd"}, headers=AUTH)
-    assert missing.status == 404
+    # PUT to a name nobody has yet creates the profile (README's example does exactly that).
+    created = await client.put("/v1/profiles/nobody", json={"strategy": "max_usd"}, headers=AUTH)
+    assert created.status == 201 and created.headers["Location"] == "/v1/profiles/nobody"
+    assert (await client.get("/v1/profiles/nobody")).status == 200
+    body = {"strategy": "max_usd", "max_fee_pct": 1}
+    again = await client.put("/v1/profiles/nobody", json=body, headers=AUTH)
+    assert again.status == 200 and (await again.json())["max_fee_pct"] == 1
+    assert (await client.delete("/v1/profiles/nobody", headers=AUTH)).status == 204
 
 
 async def test_writes_need_the_bearer_token(market_dsn: str, make_client: ClientFactory) -> None:

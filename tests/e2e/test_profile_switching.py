@@ -47,7 +47,7 @@ from mining.target import expected_coins_per_day, hash_share_difficulty, share_d
 from proxy.app import Proxy
 from proxy.decisions import DecisionFeed
 from proxy.upstream.base import Upstream
-from qscrypt.config import SwitchingConfig
+from qscrypt.config import LimitsConfig, SwitchingConfig
 from tests.proxy.conftest import pool_upstream, proxy_config, wait_for
 from tests.stratum_peers import MinerJob, PoolServer, ScriptedMiner
 
@@ -359,7 +359,11 @@ async def test_max_usd_miners_move_on_a_better_price_fixed_stay_and_nobody_flaps
                      replace(pool_upstream(pools[DOGE_POOL], DOGE_POOL, priority=1), coin="DOGE")]
         switching = SwitchingConfig(api_url=api.url, poll_s=POLL_S, stagger_miners=1,
                                     stagger_interval_s=STAGGER_S)
-        proxy = Proxy(proxy_config(upstreams, tmp_path / "spill", switching=switching, share_flush_s=0.2),
+        # The rigs keep their pinned d=0.001 and mine it as fast as they can: a message allowance
+        # above their share rate, or the proxy would (rightly) raise the pin.
+        limits = LimitsConfig(messages_per_second=1000.0, message_burst=1000)
+        proxy = Proxy(proxy_config(upstreams, tmp_path / "spill", switching=switching, share_flush_s=0.2,
+                                   limits=limits),
                       pg_dsn)
         await proxy.start()
         stack.push_async_callback(proxy.close)

@@ -170,3 +170,51 @@ async def test_ip_with_mostly_invalid_shares_is_banned(pool: PoolServer, make_pr
     shown = [n.params[0] for n in again.notifications if n.method == "client.show_message"]
     assert shown and "banned" in shown[0]
     assert proxy.metrics.bans._value.get() == 1
+
+
+async def test_a_tls_client_hello_on_the_plain_port_is_closed_at_once(pool: PoolServer, make_proxy) -> None:
+    """BFGMiner tries TLS first on stratum+tcp and falls back to plain TCP only once the server
+    closes: a server that waits for a JSON line leaves it hanging until its handshake timeout."""
+    import ssl
+    import time
+
+    proxy = await make_proxy([pool_upstream(pool, "p1")])
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(asyncio.open_connection("127.0.0.1", proxy.ports["tcp"], ssl=context), 5)
+        raise AssertionError("the TLS handshake went through on the plain port")
+    except (ssl.SSLError, ConnectionError, OSError) as exc:
+        print(f"closed in {(time.monotonic() - started) * 1000:.0f} ms: {type(exc).__name__}")
+    assert time.monotonic() - started < 1.0
+    assert proxy.metrics.disconnects.labels("TLS handshake on the plain Stratum port")._value.get() == 1
+
+
+async def test_miners_connect_authorize_and_leave_in_the_log_and_a_flood_of_them_does_not_flood_it(
+        pool: PoolServer, make_proxy, miners) -> None:
+    from structlog.testing import capture_logs
+
+    from proxy.server import _MINER_LOG_BURST
+
+    proxy = await make_proxy([pool_upstream(pool, "p1")],
+                             limits=LimitsConfig(connects_per_ip_per_s=10_000, connect_burst_per_ip=10_000))
+    with capture_logs() as logs:
+        miner = await miners(proxy.ports["tcp"])
+        await miner.subscribe()
+        await miner.authorize("logged.rig1")
+        await miner.close()
+        await wait_for(lambda: any(e["event"] == "miner.closed" for e in logs), "the close line")
+    events = {e["event"]: e for e in logs}
+    assert events["miner.connected"]["ip"] == "127.0.0.1"
+    assert events["miner.authorize"]["worker"] == "logged.rig1" and events["miner.authorize"]["accepted"]
+    assert events["miner.closed"]["reason"] == "peer closed"
+    assert events["miner.closed"]["workers"] == ["logged.rig1"]
+    with capture_logs() as logs:
+        for _ in range(3 * _MINER_LOG_BURST):
+            _, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["tcp"])
+            writer.close()
+        await asyncio.sleep(0.5)
+    lines = [e for e in logs if e["event"].startswith("miner.")]
+    assert _MINER_LOG_BURST <= len(lines) < 2 * _MINER_LOG_BURST, len(lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mining import stratum
 from proxy.metrics import TOP_WORKERS, top_workers
-from qscrypt.config import ListenConfig
+from qscrypt.config import LimitsConfig, ListenConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer, make_certificate
 
@@ -94,7 +94,9 @@ def test_top_workers_ranks_by_hashrate_and_merges_one_name() -> None:
 
 async def test_only_the_top_workers_get_a_series(pool: PoolServer, make_proxy, miners) -> None:
     port = _free_port()
-    proxy = await make_proxy([pool_upstream(pool, "p1")], metrics_port=port)
+    # Shares come as fast as the test finds them: a message allowance that keeps d=0.001 pinned.
+    proxy = await make_proxy([pool_upstream(pool, "p1")], metrics_port=port,
+                             limits=LimitsConfig(messages_per_second=1000.0, message_burst=1000))
     miner = await miners(proxy.ports["tcp"])
     await miner.subscribe()
     names = [f"rig{i:02d}" for i in range(TOP_WORKERS + 5)]

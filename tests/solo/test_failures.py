@@ -167,3 +167,37 @@ async def test_a_stopped_daemon_keeps_its_last_job_until_too_old_then_goes_down(
     failures = _rpc_failures(logs)
     assert 1 <= len(failures) <= 3, failures  # each distinct error once, not once per retry
     assert [entry["event"] for entry in logs].count("daemon.down") == 1
+
+
+async def test_a_new_tip_without_a_template_stops_the_old_job_at_once(
+    own_pair: RegtestPair, tmp_path: Path
+) -> None:
+    """Issue 14: with getblocktemplate failing after a new block, the old job stayed valid for
+    no_job_timeout_s (180 s) and shares on the replaced height were answered `true` as blocks."""
+    pair = own_pair
+    address = pair.wallet.call("getnewaddress")
+    failover = FailoverConfig(retry_backoff_s=0.5, retry_backoff_max_s=0.5, no_job_timeout_s=180.0)
+    async with running_proxy(daemon_config(pair, address), None, tmp_path, failover=failover) as proxy, \
+            connected_miner(proxy, "tina") as miner:
+        upstream = daemon_of(proxy)
+        old = miner.solve(await miner.wait_job())  # a block on the current tip, kept for later
+        pair.rpc(0, "setnetworkactive", False)  # without a peer, getblocktemplate fails (-9)
+        await wait_until(lambda: pair.rpc(0, "getconnectioncount") == 0, 10, "node 0 to lose its peer")
+        pair.rpc(0, "generatetoaddress", 1, address)  # the tip moves under the proxy's job
+        moved_at = time.monotonic()
+        await wait_until(lambda: not upstream.healthy, 5, "the old job to be withdrawn")
+        print(f"old job withdrawn {time.monotonic() - moved_at:.2f} s after the new block")
+        assert time.monotonic() - moved_at < 2.0
+        assert upstream.last_error is not None and "no template for it" in upstream.last_error
+        await wait_until(lambda: any(n.method == "client.show_message" and "has no work" in n.params[0]
+                                     for n in miner.notifications), 5, "the miner to be told")
+        reply = await miner.submit_solution(old)
+        assert reply.error is not None and reply.error[0] == 21, reply
+        assert "no upstream work" in reply.error[1]
+        assert len(pair.rpc(0, "getchaintips")) == 1  # nothing was submitted as a block: no orphan
+        # The peer comes back: clean work on the new tip, and blocks again.
+        seen = len(miner.received)
+        pair.rpc(0, "setnetworkactive", True)
+        fresh = await miner.next_job(seen, clean=True, timeout=60)
+        assert fresh.job.prevhash == bytes.fromhex(pair.rpc(0, "getbestblockhash"))[::-1]
+        assert (await miner.submit_solution(miner.solve(fresh))).result is True
