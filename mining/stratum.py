@@ -63,10 +63,36 @@ class ProtocolError:
     id: JsonId = None
     # The line exceeded the limit: the caller may treat repeated oversize lines as abuse.
     oversize: bool = False
+    reason: str = "malformed"
+    """Short label for metrics, one of a few: "malformed", "oversize", "bad-params", "bad-text"."""
 
 
 Message = Request | Notification | Response
 Event = Message | ProtocolError
+
+
+# The one rule for text off the wire (worker names, job ids, user agents, passwords, session ids,
+# method names): every such string may be logged, stored in PostgreSQL and exported as a metric
+# label, so it must be short, encodable as UTF-8 (no lone surrogates: valid JSON, but asyncpg and
+# the metrics exposition cannot encode them) and free of control characters (NUL is refused by
+# PostgreSQL text and breaks the exposition format). str.isprintable() is False for all of them
+# (categories Cc, Cf, Cs, Co, Cn, Zl, Zp and every space but " ") and costs ~50 ns on a share.
+MAX_NAME = 128
+"""Worker names (mining.authorize's username, mining.submit's worker)."""
+MAX_JOB_ID = 64
+MAX_TEXT = 256
+"""User agents, passwords, session ids, method names."""
+
+
+def text_problem(value: str, limit: int) -> str | None:
+    """Why `value` breaks the wire-text rule, or None when it keeps it."""
+    if len(value) > limit:
+        return f"is {len(value)} characters long; at most {limit} are allowed"
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        return (f"holds U+{ord(bad):04X}, which is not printable text "
+                "(control characters such as NUL, lone surrogates and the like are refused)")
+    return None
 
 
 def _is_hex(value: Any) -> bool:
@@ -112,22 +138,24 @@ class _Param:
     check: Callable[[Any], bool]
     expected: str
     required: bool = True
+    text: int = 0
+    """For a text param: its longest length, and the wire-text rule applies (`text_problem`)."""
 
 
 # Param shapes of the methods whose params the proxy reads. Extra trailing params are tolerated
 # (miners append fields such as version bits), missing required ones and wrong types are not.
 _PARAMS: dict[str, tuple[_Param, ...]] = {
     "mining.subscribe": (
-        _Param("user_agent", _is_opt_str, "a string", required=False),
-        _Param("session_id", _is_opt_str, "a string", required=False),
+        _Param("user_agent", _is_opt_str, "a string", required=False, text=MAX_TEXT),
+        _Param("session_id", _is_opt_str, "a string", required=False, text=MAX_TEXT),
     ),
     "mining.authorize": (
-        _Param("username", _is_str, "a string"),
-        _Param("password", _is_opt_str, "a string", required=False),
+        _Param("username", _is_str, "a string", text=MAX_NAME),
+        _Param("password", _is_opt_str, "a string", required=False, text=MAX_TEXT),
     ),
     "mining.submit": (
-        _Param("worker", _is_str, "a string"),
-        _Param("job_id", _is_str, "a string"),
+        _Param("worker", _is_str, "a string", text=MAX_NAME),
+        _Param("job_id", _is_str, "a string", text=MAX_JOB_ID),
         _Param("extranonce2", _is_hex, "a hex string"),
         _Param("ntime", _is_hex, "a hex string"),
         _Param("nonce", _is_hex, "a hex string"),
@@ -146,8 +174,9 @@ _PARAMS: dict[str, tuple[_Param, ...]] = {
 }
 
 
-def check_params(method: str, params: list[Any]) -> str | None:
-    """Why these params do not fit the method, or None when they do (or the method is unknown)."""
+def check_params(method: str, params: list[Any]) -> ProtocolError | None:
+    """Why these params do not fit the method (an INVALID_PARAMS error without its id), or None
+    when they do or the method is unknown."""
     spec = _PARAMS.get(method)
     if spec is None:
         return None
@@ -155,9 +184,18 @@ def check_params(method: str, params: list[Any]) -> str | None:
     for index, param in enumerate(spec):
         if index >= given:
             if param.required:
-                return f"{method}: missing param {index} ({param.name})"
-        elif not param.check(params[index]):
-            return f"{method}: param {index} ({param.name}) must be {param.expected}"
+                return ProtocolError(INVALID_PARAMS, f"{method}: missing param {index} ({param.name})",
+                                     reason="bad-params")
+            continue
+        value = params[index]
+        if not param.check(value):
+            return ProtocolError(INVALID_PARAMS, f"{method}: param {index} ({param.name}) must be "
+                                 f"{param.expected}", reason="bad-params")
+        if param.text and value is not None:
+            problem = text_problem(value, param.text)
+            if problem is not None:
+                return ProtocolError(INVALID_PARAMS, f"{method}: param {index} ({param.name}) {problem}",
+                                     reason="bad-text")
     return None
 
 
@@ -199,14 +237,18 @@ def decode_line(line: bytes) -> Event:
         method = obj["method"]
         if not isinstance(method, str) or not method:
             return ProtocolError(INVALID_REQUEST, "method must be a non-empty string", msg_id)
+        problem = text_problem(method, MAX_TEXT)
+        if problem is not None:  # the method is echoed in "method not found" and may be logged
+            return ProtocolError(INVALID_REQUEST, f"method {problem}", msg_id, reason="bad-text")
         params = obj.get("params", [])
         if params is None:
             params = []
         if not isinstance(params, list):
-            return ProtocolError(INVALID_PARAMS, f"{method}: params must be a list", msg_id)
-        problem = check_params(method, params)
-        if problem is not None:
-            return ProtocolError(INVALID_PARAMS, problem, msg_id)
+            return ProtocolError(INVALID_PARAMS, f"{method}: params must be a list", msg_id,
+                                 reason="bad-params")
+        error = check_params(method, params)
+        if error is not None:
+            return ProtocolError(error.code, error.message, msg_id, reason=error.reason)
         if msg_id is None:
             return Notification(method, params)
         return Request(msg_id, method, params)
@@ -261,7 +303,8 @@ class StratumCodec:
         return events
 
     def _oversize(self) -> "ProtocolError":
-        return ProtocolError(INVALID_REQUEST, f"line longer than {self._max_line} bytes", oversize=True)
+        return ProtocolError(INVALID_REQUEST, f"line longer than {self._max_line} bytes", oversize=True,
+                             reason="oversize")
 
 
 def encode(message: Message) -> bytes:

@@ -10,14 +10,14 @@ import os
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
-
-from proxy.accounting import Accounting, ShareWriter
+from proxy.accounting import Accounting, ShareWriter, share_log
 from proxy.decisions import DecisionFeed
 from proxy.hashers import HasherPool
-from proxy.metrics import ProxyMetrics, top_workers
+from proxy.journal import JournalDir, RecordJournal
+from proxy.metrics import ProxyMetrics, serve_metrics, top_workers
 from proxy.router import DEFAULT_PROFILE, FAILBACK, FAILOVER, START, SWITCH, Move, Router
 from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
@@ -45,7 +45,17 @@ class Proxy:
         self.dsn = dsn
         self.log = get_logger(component="proxy")
         self.metrics = ProxyMetrics()
-        self.accounting = Accounting(keep_rows=dsn is not None)
+        # With a database, every share row and found block is journaled on disk first (proxy.journal),
+        # in a directory of this process's own under spill_dir.
+        self.journal: JournalDir | None = None
+        self.blocks: RecordJournal | None = None
+        log = None
+        if dsn:
+            name = "proxy" if worker is None else f"worker-{worker}"
+            self.journal = JournalDir.claim(config.spill_dir, name)
+            log = share_log(self.journal.shares, memory_rows=config.share_buffer_max)
+            self.blocks = RecordJournal(self.journal.blocks)
+        self.accounting = Accounting(log=log)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize, self._on_move,
@@ -57,8 +67,14 @@ class Proxy:
         self.hashers = HasherPool(config.hash_processes or os.cpu_count() or 1)
         self.server = StratumServer(self.router, config.limits, config.vardiff, self.accounting,
                                     self.metrics, self.hashers)
-        self.writer = ShareWriter(self.accounting, dsn, config.spill_dir, config.share_buffer_max,
-                                  config.share_flush_s) if dsn else None
+        self.writer: ShareWriter | None = None
+        if dsn and log is not None and self.journal is not None and self.blocks is not None:
+            from proxy.upstream.daemon import insert_block
+
+            self.writer = ShareWriter(log, dsn, self.journal.quarantine, self.accounting,
+                                      config.share_flush_s, records=[(self.blocks, insert_block)],
+                                      metrics=self.metrics)
+        self._metrics_http: WSGIServer | None = None
         self.upstreams: list[Upstream] = []
         self.ports: dict[str, int] = {}
         self.link: WorkerLink | None = None
@@ -76,7 +92,8 @@ class Proxy:
         if config.kind == "daemon":
             from proxy.upstream.daemon import DaemonUpstream
 
-            upstream: Upstream = DaemonUpstream(config, self.config.failover, dsn=self.dsn)
+            upstream: Upstream = DaemonUpstream(config, self.config.failover, dsn=self.dsn,
+                                                journal=self.blocks)
         else:
             upstream = PoolUpstream(config, self.config.failover, name=name)
         self.upstreams.append(upstream)
@@ -175,8 +192,9 @@ class Proxy:
             if tls is not None and listen.tls_port is not None:
                 self.ports["tls"] = await self.server.listen(listen.host, listen.tls_port, tls)
             if self.config.metrics_port:
-                start_http_server(self.config.metrics_port, addr=self.config.metrics_host or listen.host,
-                                  registry=self.metrics.registry)
+                self._metrics_http = serve_metrics(self.config.metrics_port, self.metrics.registry,
+                                                   self.readiness,
+                                                   host=self.config.metrics_host or listen.host)
         if self.writer is not None:
             await self.writer.start()
         if self.decisions is not None:
@@ -217,7 +235,14 @@ class Proxy:
             self._count_time_on_coins(now - last)
             last = now
             self.report_workers(now)
-            self.metrics.share_buffer.set(len(self.accounting.queue))
+            self.metrics.share_buffer.set(self.accounting.rows_waiting)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz: whether shares and blocks are being kept (the share writer runs under its
+        supervisor, the journal takes rows); the database being away is reported, not a failure."""
+        if self.writer is None:
+            return True, {"share_writer": "none: no database, shares are counted in memory only"}
+        return self.writer.health()
 
     def report_workers(self, now: float) -> None:
         """Hashrate and difficulty of the top workers: to the metrics, or, in a worker of a
@@ -242,18 +267,28 @@ class Proxy:
                 self.accounting.time_on_coin(worker, upstream.coin, seconds)
 
     async def close(self) -> None:
-        self.router.closing = True  # upstreams going down one by one are no failover
-        for task in self._tasks:
-            task.cancel()
-        if self.decisions is not None:
-            await self.decisions.close()
-        await self.server.close()
-        for upstream in self.upstreams:
-            with contextlib.suppress(Exception):
-                await upstream.close()
-        if self.writer is not None:
-            await self.writer.close()
-        await self.hashers.close()
+        try:
+            self.router.closing = True  # upstreams going down one by one are no failover
+            for task in self._tasks:
+                task.cancel()
+            if self.decisions is not None:
+                await self.decisions.close()
+            await self.server.close()
+            for upstream in self.upstreams:
+                with contextlib.suppress(Exception):
+                    await upstream.close()
+        finally:
+            # Whatever failed above: what is unwritten stays journaled, then the rest closes.
+            try:
+                if self.writer is not None:
+                    await self.writer.close()
+            finally:
+                if self.journal is not None:
+                    self.journal.release()
+                if self._metrics_http is not None:
+                    await asyncio.to_thread(self._metrics_http.shutdown)
+                    self._metrics_http.server_close()
+                await self.hashers.close()
 
 
 def _tune_gc() -> None:

@@ -4,11 +4,18 @@ per-worker figures are exported only for the top workers by hashrate. In a multi
 gauges summed or, with `liveall`, one series per worker process (a `pid` label); the top workers
 are ranked by the supervisor over all processes' figures, which the workers send it."""
 
-from collections.abc import Iterable
+import json
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 TOP_WORKERS = 20
+MAX_LABEL = 128
+"""Longest label value exported: a worker name is at most 128 characters (mining.stratum)."""
 WorkerFigure = tuple[str, float, float]
 """(worker name, estimated hashrate in H/s, current difficulty)."""
 
@@ -23,6 +30,17 @@ def top_workers(figures: Iterable[WorkerFigure], count: int = TOP_WORKERS) -> li
         entry[1] = max(entry[1], difficulty)
     ranked = sorted(merged.items(), key=lambda item: item[1][0], reverse=True)[:count]
     return [(worker, hashrate, difficulty) for worker, (hashrate, difficulty) in ranked]
+
+
+def safe_label(value: str, limit: int = MAX_LABEL) -> str:
+    """`value` as a label the exposition can always carry. Names come off the wire and the codec
+    refuses the bad ones, but a label that cannot be encoded (a lone surrogate) makes every scrape
+    an HTTP 500 and a NUL corrupts the text format, so the exporter does not trust the codec:
+    anything not printable is written as a \\uXXXX escape, and the length is capped."""
+    if len(value) <= limit and value.isprintable():
+        return value
+    cleaned = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value[:limit])
+    return cleaned[:limit]
 
 
 class TopWorkerGauges:
@@ -40,8 +58,9 @@ class TopWorkerGauges:
         self.hashrate.clear()
         self.difficulty.clear()
         for worker, hashrate, difficulty in top:
-            self.hashrate.labels(worker).set(hashrate)
-            self.difficulty.labels(worker).set(difficulty)
+            label = safe_label(worker)
+            self.hashrate.labels(label).set(hashrate)
+            self.difficulty.labels(label).set(difficulty)
 
 
 class ProxyMetrics:
@@ -83,3 +102,53 @@ class ProxyMetrics:
                               registry=r)
         self.share_buffer = Gauge("qscrypt_share_buffer_rows", "Share rows waiting for PostgreSQL",
                                   registry=r, multiprocess_mode="livesum")
+        self.refused = Counter("qscrypt_requests_refused_total",
+                               "Miner messages refused at the codec, by reason (malformed, oversize, "
+                               "bad-params, bad-text)", ["reason"], registry=r)
+        self.share_rows_on_disk = Gauge("qscrypt_share_rows_spilled", "Share rows waiting on disk only "
+                                        "(past the memory bound while PostgreSQL is away)", registry=r,
+                                        multiprocess_mode="livesum")
+        self.share_writer_up = Gauge("qscrypt_share_writer_up", "1 while the share writer runs and its "
+                                     "last write worked", registry=r, multiprocess_mode="livemin")
+        self.share_writer_restarts = Counter("qscrypt_share_writer_restarts_total",
+                                             "Share writer restarts by its supervisor", registry=r)
+        self.share_write_failures = Counter("qscrypt_share_write_failures_total",
+                                            "Failed share writes: transient (retried) or row (quarantined)",
+                                            ["kind"], registry=r)
+        self.shares_quarantined = Counter("qscrypt_shares_quarantined_total",
+                                          "Rows PostgreSQL refused for good, kept in the quarantine file",
+                                          registry=r)
+        self.records_journaled = Gauge("qscrypt_journal_records_waiting", "Journaled records (blocks) "
+                                       "not yet in PostgreSQL", registry=r, multiprocess_mode="livesum")
+
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+def serve_metrics(port: int, registry: CollectorRegistry, readiness: Readiness,
+                  host: str = "0.0.0.0") -> WSGIServer:
+    """/metrics (and any other path, as prometheus_client's own server does) plus /readyz and
+    /healthz: 200 or 503 with the readiness details as JSON. In a thread of its own."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in ("/readyz", "/healthz"):
+            ready, details = readiness()
+            status = "200 OK" if ready else "503 Service Unavailable"
+            body = json.dumps({"ready": ready, **details}).encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        return metrics(environ, start_response)  # type: ignore[no-any-return]
+
+    server = make_server(host, port, app, _Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -40,6 +40,11 @@ unread: a burst is parsed as the hashers free up, not all at once, so the loop k
 feeding them, and memory stays bounded."""
 
 
+_UNRECORDED = frozenset((validate.UNAUTHORIZED, validate.NOT_SUBSCRIBED))
+"""Refusals counted in metrics (and toward a ban) but never stored: their worker name is one
+nobody authorized, and a row under it would let any stranger write to `shares` and `workers`."""
+
+
 class MinerConnection(asyncio.Protocol):
     def __init__(self, server: "StratumServer") -> None:
         self.server = server
@@ -126,6 +131,7 @@ class MinerConnection(asyncio.Protocol):
             if isinstance(event, stratum.ProtocolError):
                 self.protocol_errors += 1
                 self.server.metrics.protocol_errors.inc()
+                self.server.metrics.refused.labels(event.reason).inc()
                 if self.protocol_errors > self.server.limits.max_protocol_errors:
                     self.close("too many malformed messages")
                     return
@@ -436,6 +442,13 @@ class StratumServer:
         if verdict.meets_upstream:
             # Forward first: a block must never wait behind the miner's reply or bookkeeping.
             self._spawn(self.forward(candidate))
+        if verdict.accepted:
+            # Before the reply: the share's row is in the local journal (proxy.journal) before
+            # the miner can hear "accepted", so a crash after the reply cannot lose it.
+            job = candidate.job
+            found = validate.block_hash(candidate, pow_hash) if verdict.meets_upstream else None
+            self.accounting.accepted(candidate.worker, job.upstream, job.id, candidate.difficulty,
+                                     verdict.share_difficulty, block_hash=found, coin=job.coin, now=now)
         if not conn.closed:
             conn.deliver(actions)
             if conn.closing is not None and conn.in_flight == 0:
@@ -444,10 +457,6 @@ class StratumServer:
             if not self._accepted_uncounted:
                 asyncio.get_running_loop().call_soon(self._count_accepted)
             self._accepted_uncounted += 1
-            job = candidate.job
-            found = validate.block_hash(candidate, pow_hash) if verdict.meets_upstream else None
-            self.accounting.accepted(candidate.worker, job.upstream, job.id, candidate.difficulty,
-                                     verdict.share_difficulty, block_hash=found, coin=job.coin, now=now)
             self._count_share(conn.ip, valid=True)
         else:
             assert verdict.rejection is not None
@@ -493,7 +502,8 @@ class StratumServer:
                         job_id: str, upstream: str, difficulty: float) -> None:
         stale = rejection.reason == validate.STALE
         self.metrics.shares.labels("stale" if stale else "rejected", rejection.reason).inc()
-        self.accounting.rejected(worker or "?", upstream, job_id, difficulty, rejection.reason, stale)
+        if rejection.reason not in _UNRECORDED:
+            self.accounting.rejected(worker, upstream, job_id, difficulty, rejection.reason, stale)
         if not stale:
             self._count_share(conn.ip, valid=False)
 

@@ -7,7 +7,7 @@ needs its scrypt hash, or a reason to close. Sockets, timers and the hashers liv
 
 import functools
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from proxy.vardiff import Vardiff
 
 VERSION = "qscrypt/0.1.0"
 _JOBS_REMEMBERED = 16
+_JOBS_RETIRED = 48
+"""Older job ids kept per miner (references to the jobs' own strings): 64 jobs back in all."""
 _MAX_SHARES_PER_JOB = 65536
 SCRYPT_READING_FROM = 16.0
 """BFGMiner (and cgminer forks like it) read a mining.set_difficulty below 16 as SHA-256 difficulty,
@@ -155,6 +157,9 @@ class MinerSession:
     ntime, a difficulty change) are one job, and a share counts once across all of them."""
     _variants: int = 0
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
+    _retired: deque[str] | None = None
+    """Ids of jobs sent to this miner that `_job_difficulty` no longer holds: a share for one is
+    stale, not made up. Made on the first retirement (one deque block per miner, ~0.6 KB)."""
 
     @property
     def subscribed(self) -> bool:
@@ -298,19 +303,29 @@ class MinerSession:
         return result
 
     def _submit(self, request: stratum.Request, now: float) -> list[Action]:
-        parsed = validate.parse_submit(request.params)
-        if isinstance(parsed, Rejection):
-            return self._refuse(request, request.params[0], parsed)
-        worker, job_id, extranonce2, ntime, nonce = parsed
+        # Who is asking comes first: a refusal to a name nobody authorized (or to a connection
+        # that never subscribed) is counted in metrics, never stored under that name.
+        worker = request.params[0]
         if worker not in self.workers:
             return self._refuse(request, worker, validate.reject(
                 stratum.UNAUTHORIZED, validate.UNAUTHORIZED, "unauthorized worker"))
         if self.assignment is None:
             return self._refuse(request, worker, validate.reject(
                 stratum.NOT_SUBSCRIBED, validate.NOT_SUBSCRIBED, "not subscribed"))
+        parsed = validate.parse_submit(request.params)
+        if isinstance(parsed, Rejection):
+            return self._refuse(request, worker, parsed)
+        worker, job_id, extranonce2, ntime, nonce = parsed
+        if job_id not in self._job_difficulty:
+            if self._retired is not None and job_id in self._retired:
+                return self._refuse(request, worker, self._stale())
+            # Never sent to this miner: not a late share but a made-up one, which counts toward
+            # the invalid-share ban like any other invalid share.
+            return self._refuse(request, worker, validate.reject(
+                stratum.JOB_NOT_FOUND, validate.UNKNOWN_JOB, "job not found"))
         # "1a.2": job 1a as this miner got it again at another difficulty.
         job = self.hub.find_job(job_id.partition(".")[0])
-        if job is None or job_id not in self._job_difficulty:
+        if job is None:
             return self._refuse(request, worker, validate.reject(
                 stratum.JOB_NOT_FOUND, validate.STALE, "job not found"))
         if not self.hub.is_current(job, now):
@@ -442,7 +457,10 @@ class MinerSession:
         self._job_difficulty[job_id] = self.vardiff.difficulty
         self._job_difficulty.move_to_end(job_id)
         while len(self._job_difficulty) > _JOBS_REMEMBERED:
-            self._job_difficulty.popitem(last=False)
+            old, _ = self._job_difficulty.popitem(last=False)
+            if self._retired is None:
+                self._retired = deque(maxlen=_JOBS_RETIRED)
+            self._retired.append(old)
 
     def move(self, assignment: Assignment, job: ProxyJob | None, now: float) -> list[Action]:
         """Put this miner on another upstream (failover or a profile switch)."""

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_delegated(sub, "api", "api.cli", "run the decision API")
     _add_delegated(sub, "worker", "backends.worker", "run a Kafka hashing worker")
+    _add_delegated(sub, "spill", "qscrypt.spill",
+                   "show (status) or write into PostgreSQL (replay) the shares and blocks waiting on disk")
     return parser
 
 

@@ -34,6 +34,7 @@ at once (the upstream goes DOWN until a template on the new tip comes).
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections import OrderedDict
@@ -56,6 +57,7 @@ from mining.coins import coin
 from mining.hashing import hash_to_hex, sha256d
 from mining.job import Job
 from mining.serialize import bip34_height, push_data
+from proxy.journal import RecordJournal
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
 from proxy.upstream.rpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
 from qscrypt.config import FailoverConfig, UpstreamConfig
@@ -116,9 +118,30 @@ class BlockRecord:
     reason: str | None
     found_at: datetime
 
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "reward": str(self.reward), "found_at": self.found_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BlockRecord":
+        return cls(str(data["coin"]), int(data["height"]), str(data["hash"]), str(data["worker"]),
+                   str(data["upstream"]), Decimal(data["reward"]), str(data["status"]),
+                   None if data["reason"] is None else str(data["reason"]),
+                   datetime.fromisoformat(data["found_at"]))
+
+
+async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None:
+    """One journaled block (`BlockRecord.to_json`) into `blocks`: idempotent on the hash, and a
+    pending row takes the final status when it comes."""
+    block = BlockRecord.from_json(record)
+    await conn.execute(_INSERT_BLOCK, block.coin, block.height, block.hash, block.worker, block.upstream,
+                       block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
+
 
 class DaemonUpstream(Upstream):
-    def __init__(self, config: UpstreamConfig, failover: FailoverConfig, dsn: str | None = None) -> None:
+    def __init__(self, config: UpstreamConfig, failover: FailoverConfig, dsn: str | None = None,
+                 journal: RecordJournal | None = None) -> None:
+        """`journal`: where found blocks are made durable before they are submitted, and kept
+        until `blocks` holds them (the proxy's share writer replays it)."""
         key = f"proxy.upstreams[{config.name}]"
         try:
             profile = coin(config.coin, config.network)
@@ -144,6 +167,7 @@ class DaemonUpstream(Upstream):
             raise ConfigError(f"{key}.refresh_s", "must be positive")
         self._key = key
         self._dsn = dsn
+        self._journal = journal
         self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password, config.rpc_cookie_file)
         self.extranonce1 = secrets.token_bytes(EXTRANONCE1_SIZE)
         self.accepted = 0
@@ -309,6 +333,9 @@ class DaemonUpstream(Upstream):
         except ValueError as exc:
             return SubmitOutcome(False, str(exc), time.monotonic() - started)
         block_hash = hash_to_hex(sha256d(header))
+        record = BlockRecord(self.profile.symbol, entry.fields.height, block_hash, worker, self.name,
+                             entry.fields.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at)
+        await self._journal_found(record)
         status, reason = await self._submit_block(block, block_hash)
         latency = time.monotonic() - started
         accepted = status == "accepted"
@@ -321,9 +348,7 @@ class DaemonUpstream(Upstream):
         log("daemon.block", height=entry.fields.height, hash=block_hash, worker=worker, status=status,
             reason=reason, latency_ms=round(latency * 1000, 1))
         if self._dsn:
-            self._record(BlockRecord(self.profile.symbol, entry.fields.height, block_hash, worker, self.name,
-                                     entry.fields.coinbasevalue / _BASE_UNITS_PER_COIN, status, reason,
-                                     found_at))
+            self._record(dataclasses.replace(record, status=status, reason=reason))
         return SubmitOutcome(accepted, reason, latency, block_hash, status)
 
     async def _submit_block(self, block: bytes, block_hash: str) -> tuple[str, str | None]:
@@ -367,6 +392,18 @@ class DaemonUpstream(Upstream):
             return None
         return "best" if confirmations >= 1 else "side"
 
+    async def _journal_found(self, record: BlockRecord) -> None:
+        """Make the found block durable before the daemon sees it: whatever happens next (the
+        proxy killed mid-submit, PostgreSQL away for hours), `blocks` gets its row from the
+        journal. An fsync, off the event loop; only this block's submission waits for it."""
+        if self._journal is None:
+            return
+        try:
+            await self._journal.put(record.hash, record.to_json())
+        except Exception as exc:  # a full disk must not cost the block itself: submit regardless
+            self._log.error("daemon.block_not_journaled", error=f"{type(exc).__name__}: {exc}",
+                            hash=record.hash, height=record.height, worker=record.worker)
+
     def _record(self, record: BlockRecord) -> None:
         # In the background: the miner's reply and the next work must not wait for PostgreSQL.
         task = asyncio.get_running_loop().create_task(self._write_record(record))
@@ -374,21 +411,36 @@ class DaemonUpstream(Upstream):
         task.add_done_callback(self._records.discard)
 
     async def _write_record(self, record: BlockRecord) -> None:
+        version = None
+        if self._journal is not None:
+            # The final status replaces the pending version first: from here on a failure of the
+            # database costs nothing, the share writer replays the journal until `blocks` has it.
+            try:
+                version = await self._journal.put(record.hash, record.to_json())
+            except Exception as exc:
+                self._log.error("daemon.block_not_journaled", error=f"{type(exc).__name__}: {exc}",
+                                hash=record.hash, status=record.status)
+        attempts = 1 if version is not None else _DB_ATTEMPTS
         error: Exception | None = None
-        for attempt in range(_DB_ATTEMPTS):
+        for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(2**attempt)
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=_DB_TIMEOUT_S)
                 try:
-                    await conn.execute(_INSERT_BLOCK, record.coin, record.height, record.hash, record.worker,
-                                       record.upstream, record.reward, record.status, record.reason,
-                                       record.found_at, timeout=_DB_TIMEOUT_S)
+                    await insert_block(conn, record.to_json())
                 finally:
                     await conn.close()
+                if self._journal is not None and version is not None:
+                    await self._journal.remove(record.hash, version)
                 return
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 error = exc
+        if version is not None:
+            self._log.warning("daemon.block_journaled", error=str(error), hash=record.hash,
+                              status=record.status,
+                              consequence="written to `blocks` from the journal when PostgreSQL answers")
+            return
         # The block itself went to the daemon already; the log keeps what the table could not.
         self._log.error("daemon.block_not_recorded", error=str(error), height=record.height, hash=record.hash,
                         worker=record.worker, status=record.status, reason=record.reason,

@@ -35,20 +35,26 @@ json_values = st.recursive(
     max_leaves=10,
 )
 ids = st.integers(min_value=-(2**53), max_value=2**53) | st.text(max_size=12)
+# Text the wire rule lets through (mining.stratum.text_problem; tests/mining/test_wire_text.py
+# covers what it refuses): printable characters, the plain space included.
+_NOT_PRINTABLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")
+printable = st.characters(exclude_categories=_NOT_PRINTABLE) | st.just(" ")
 hex_strings = st.binary(max_size=8).map(bytes.hex)
 numbers = st.integers(min_value=0, max_value=2**40) | st.floats(min_value=1e-9, max_value=1e12)
 
 # Methods whose params the codec checks, with params of the right shape; any other method passes through.
 checked_calls = st.one_of(
-    st.tuples(st.just("mining.submit"), st.tuples(st.text(max_size=10), st.text(max_size=8), hex_strings,
-                                                  hex_strings, hex_strings).map(list)),
-    st.tuples(st.just("mining.authorize"), st.tuples(st.text(max_size=10), st.none() | st.text()).map(list)),
+    st.tuples(st.just("mining.submit"), st.tuples(st.text(printable, max_size=10),
+                                                  st.text(printable, max_size=8),
+                                                  hex_strings, hex_strings, hex_strings).map(list)),
+    st.tuples(st.just("mining.authorize"), st.tuples(st.text(printable, max_size=10),
+                                                     st.none() | st.text(printable)).map(list)),
     st.tuples(st.just("mining.suggest_difficulty"), numbers.map(lambda d: [d])),
-    st.tuples(st.just("mining.subscribe"), st.lists(st.text(max_size=10), max_size=2)),
+    st.tuples(st.just("mining.subscribe"), st.lists(st.text(printable, max_size=10), max_size=2)),
     st.tuples(st.just("mining.set_difficulty"), numbers.map(lambda d: [d])),
 )
 other_calls = st.tuples(
-    st.text(min_size=1, max_size=20).filter(lambda m: not m.startswith("mining.")),
+    st.text(printable, min_size=1, max_size=20).filter(lambda m: not m.startswith("mining.")),
     st.lists(json_values, max_size=4),
 )
 calls = checked_calls | other_calls

@@ -63,12 +63,13 @@ async def test_postgres_outage_loses_no_accepted_share(pool: PoolServer, make_pr
         await asyncio.to_thread(server.stop)
         for i in range(6):  # accepted while the database is down
             assert (await miner.mine_one("survivor", extranonce2=bytes([2, i]))).result is True
-        await wait_for(lambda: proxy.writer.spilled > 0, "rows spilled to disk")
+        await wait_for(lambda: proxy.accounting.log.rows_on_disk_only > 0, "rows spilled to disk")
         assert proxy.writer.failures > 0
 
         await asyncio.to_thread(server.start)
-        await wait_for(lambda: proxy.writer.written >= 8 and not proxy.writer.spill_file.exists()
-                       and not proxy.accounting.queue, "the backlog to be written", timeout=20)
+        await wait_for(lambda: proxy.writer.written >= 8 and proxy.accounting.rows_waiting == 0,
+                       "the backlog to be written", timeout=20)
+        assert not list(proxy.accounting.log.directory.iterdir()), "every segment file is deleted"
         assert await _count(dsn, "accepted") == 8
     finally:
         await asyncio.to_thread(server.stop)

@@ -73,7 +73,9 @@ async def test_each_invalid_share_gets_its_error_code(pool: PoolServer, make_pro
     assert await code_of(await miner.submit("bob", mjob, en2, other)) == stratum.JOB_NOT_FOUND
     stats = proxy.accounting.workers["bob"]
     assert stats.accepted == 1
-    assert stats.stale == 2  # the unknown job and the stale one
+    # The stale share is stale; a job id never sent to the miner is an invalid share (issue 15).
+    assert stats.stale == 1 and stats.rejected["unknown-job"] == 1
+    assert "mallory" not in proxy.accounting.workers  # refused, counted in metrics only
     assert stats.rejected["duplicate"] == 1 and stats.rejected["low-difficulty"] == 1
     assert stats.rejected["bad-ntime"] == 2 and stats.rejected["bad-extranonce2"] == 1
 
