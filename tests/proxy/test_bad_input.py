@@ -217,4 +217,5 @@ async def test_miners_connect_authorize_and_leave_in_the_log_and_a_flood_of_them
             writer.close()
         await asyncio.sleep(0.5)
     lines = [e for e in logs if e["event"].startswith("miner.")]
-    assert _MINER_LOG_BURST <= len(lines) < 2 * _MINER_LOG_BURST, len(lines)
+    # 3 × burst connections make 6 × burst lines (connect, close): about a burst of them logged.
+    assert _MINER_LOG_BURST // 2 <= len(lines) < 2 * _MINER_LOG_BURST, len(lines)
