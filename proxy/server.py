@@ -122,7 +122,7 @@ class MinerConnection(asyncio.Protocol):
         events = self.codec.feed(data)
         # One read is charged at once: one that holds more messages than the miner has allowance
         # for is a flood, whichever of them came first.
-        if events and not self.bucket.take(now, len(events)):
+        if events and not self.bucket.take(now, len(events)) and now >= self.session.rate_grace_until:
             self.close("message rate limit exceeded")
             return
         for event in events:

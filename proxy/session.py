@@ -26,6 +26,7 @@ _MAX_SHARES_PER_JOB = 65536
 SCRYPT_READING_FROM = 16.0
 """BFGMiner (and cgminer forks like it) read a mining.set_difficulty below 16 as SHA-256 difficulty,
 65536 times harder than scrypt's; from 16 up, as scrypt difficulty (see shared/peers/README.md)."""
+RAISE_GRACE_S = 2.0
 _SHA256_READERS = ("bfgminer",)
 """User agents (lower case, prefix) that read a small difficulty the SHA-256 way."""
 
@@ -156,6 +157,10 @@ class MinerSession:
     """Shares seen per upstream job: copies of one job under several ids (a keep-alive with a later
     ntime, a difficulty change) are one job, and a share counts once across all of them."""
     _variants: int = 0
+    rate_grace_until: float = 0.0
+    """After a raise for flooding, the shares the miner found at the old difficulty are still on
+    the wire (cpuminer sent ~150 more at 3,000 a second): until then they are not held against
+    its message allowance."""
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
     _retired: deque[str] | None = None
     """Ids of jobs sent to this miner that `_job_difficulty` no longer holds: a share for one is
@@ -366,6 +371,11 @@ class MinerSession:
             target=_share_target(difficulty),
             difficulty=difficulty,
         )
+        # Counted for vardiff as it comes, not once hashed: a miner far too fast for its difficulty
+        # must hear of a new one before the hashers' queue and the message-rate limit fill up.
+        self.vardiff.count(now, difficulty)
+        if self.vardiff.flooding(now) is not None:
+            return [Check(request.id, candidate), *self._raise_difficulty(now)]
         return [Check(request.id, candidate)]
 
     def _prefix_for(self, job: ProxyJob) -> bytes:
@@ -398,11 +408,7 @@ class MinerSession:
             verdict = Verdict(False, verdict.share_difficulty, False, self._stale())
         if verdict.accepted:
             self.accepted += 1
-            self.vardiff.shares += 1
-            actions: list[Action] = [Send(stratum.encode(stratum.Response(request_id, True, None)))]
-            if self.vardiff.flooding(now) is not None:
-                actions += self._raise_difficulty(now)
-            return verdict, actions
+            return verdict, [Send(stratum.encode(stratum.Response(request_id, True, None)))]
         self.rejected += 1
         assert verdict.rejection is not None
         reply = stratum.error_response(request_id, verdict.rejection.code, verdict.rejection.message)
@@ -417,13 +423,18 @@ class MinerSession:
             actions.append(_message(
                 f"qscrypt: your pinned difficulty makes more than {self.vardiff.max_share_rate:g} shares/s, "
                 f"over this proxy's message limit: raised to {self.vardiff.difficulty:g}"))
+        self.rate_grace_until = now + RAISE_GRACE_S
         job = self.hub.current_job(self.assignment.upstream) if self.assignment is not None else None
         if job is None:
             return actions
         self._variants += 1
         variant = f"{job.id}.{self._variants:x}"
         self._remember_job(variant)
-        line = stratum.notify("mining.notify", job.job.notify_params(job_id=variant, clean_jobs=True))
+        params = job.job.notify_params(job_id=variant, clean_jobs=True)
+        # Another header too (ntime a little later): cpuminer keeps hashing its current work, at its
+        # old target, for as long as the first 76 bytes of the new work are the same.
+        params[7] = f"{job.job.ntime + self._variants:08x}"
+        line = stratum.notify("mining.notify", params)
         self.sent_difficulty = self.vardiff.difficulty
         actions.append(Send(self._set_difficulty(self.sent_difficulty) + line))
         return actions

@@ -18,7 +18,9 @@ _MAX_WINDOWS = 16
 """A window that never called for a retarget restarts after this many retarget periods."""
 _FLOOD_SHARES = 8
 """Shares before a rate above `max_share_rate` is believed (8 in a burst is no accident)."""
-_MIN_ELAPSED_S = 0.05
+_MIN_ELAPSED_S = 0.001
+_BURST_WINDOW_S = 5.0
+"""The share rate watched for flooding is that of the last few seconds."""
 
 
 @dataclass
@@ -30,12 +32,18 @@ class Vardiff:
     retarget_every_s: float
     variance: float
     window_start: float = 0.0
-    shares: int = field(default=0)
+    shares: float = field(default=0)
+    """Shares in the window, in shares of the current difficulty: one found at an older, lower
+    difficulty (a job the miner had before a change) counts for that much less."""
     fixed: bool = False
     """Set when the miner asked for a fixed difficulty (`d=` in the password)."""
     max_share_rate: float = math.inf
     """Shares per second no miner may be asked for: past it a miner runs into the message-rate
     limit and is disconnected. Caps a pinned difficulty too."""
+    _burst_from: float | None = None
+    _burst_shares: float = 0.0
+    """The share rate watched for flooding: shares (weighted as `shares`) since `_burst_from`, the
+    time of the first of them — not the window's start, which may be long before a first share."""
 
     def start(self, now: float) -> None:
         self.window_start = now
@@ -44,10 +52,18 @@ class Vardiff:
     def clamp(self, difficulty: float) -> float:
         return min(max(difficulty, self.minimum), self.maximum)
 
-    def record_share(self, now: float) -> float | None:
-        """Count an accepted share; returns a new difficulty when one is due."""
-        self.shares += 1
+    def record_share(self, now: float, difficulty: float | None = None) -> float | None:
+        """Count an accepted share (found at `difficulty`, default the current one); returns a new
+        difficulty when one is due."""
+        self.count(now, difficulty)
         return self.maybe_retarget(now)
+
+    def count(self, now: float, difficulty: float | None = None) -> None:
+        weight = 1.0 if difficulty is None else difficulty / self.difficulty
+        self.shares += weight
+        if self._burst_from is None or now - self._burst_from > _BURST_WINDOW_S:
+            self._burst_from, self._burst_shares = now, 0.0
+        self._burst_shares += weight
 
     def pin(self, difficulty: float) -> float:
         """A fixed difficulty the miner asked for, within [minimum, maximum]; what it got."""
@@ -59,13 +75,15 @@ class Vardiff:
         """The difficulty that brings a miner sending shares faster than `max_share_rate` back to
         half of it — at once and past the usual 4x step, since the message-rate limit will not wait.
         None while the rate is fine."""
-        if self.shares < _FLOOD_SHARES:
+        if self._burst_shares < _FLOOD_SHARES or self._burst_from is None:
             return None
-        rate = self.shares / max(now - self.window_start, _MIN_ELAPSED_S)
+        # n shares from the first: n - 1 intervals.
+        rate = (self._burst_shares - 1) / max(now - self._burst_from, _MIN_ELAPSED_S)
         if rate <= self.max_share_rate:
             return None
         new = min(self.difficulty * rate / (self.max_share_rate / 2), self.maximum)
         self.start(now)
+        self._burst_from = None
         if new <= self.difficulty:
             return None
         self.difficulty = new

@@ -186,22 +186,27 @@ def test_a_pinned_difficulty_is_kept_in_range_and_raised_when_it_would_flood() -
     assert "d=1e-05 is outside" in clamped[0] and "mining at 0.0001" in clamped[0]
     assert miner.notifications("mining.set_difficulty") == [[0.0001]]
     [job] = miner.jobs()
-    # Shares at 40/s against a ceiling of 10/s.
+    # Shares at 40/s against a ceiling of 10/s: the new difficulty goes out with the share that
+    # shows the flood, before any of them is hashed.
     for nonce in range(1, 40):
-        at = nonce / 40
-        [check] = submit(miner, job[0], nonce, work.job.ntime, at)
-        assert isinstance(check, Check)
-        _, actions = miner.session.share_hashed(check.request_id, check.candidate, bytes(32), at)
-        miner.deliver(actions)
-        if miner.notifications("mining.set_difficulty")[1:]:
+        actions = submit(miner, job[0], nonce, work.job.ntime, nonce / 40)
+        assert isinstance(actions[0], Check)
+        if len(actions) > 1:
             break
+    assert nonce == 8
     raised = miner.notifications("mining.set_difficulty")[-1][0]
-    assert nonce == 8 and raised >= 0.0001 * 8, raised  # at once to half the ceiling, past the 4x step
+    # (8 - 1) shares in 7/40 s is 40/s: to half the ceiling at once, past the usual 4x step.
+    assert abs(raised - 0.0001 * 40 / 5) < 1e-9, raised
     assert "raised to" in miner.notifications("client.show_message")[-1][0]
     variant = miner.jobs()[-1]
     assert variant[0].startswith(job[0] + ".") and variant[8] is True  # a new id, clean
-    [check] = submit(miner, variant[0], 1000, work.job.ntime, 2.0)
+    assert int(variant[7], 16) > work.job.ntime  # and another header: cpuminer would not notice it
+    assert miner.session.rate_grace_until > 8 / 40  # in-flight shares at the old difficulty spared
+    # A share on the variant is judged at the new difficulty; one still on the old job at the old.
+    [check] = submit(miner, variant[0], 1000, int(variant[7], 16), 2.0)
     assert isinstance(check, Check) and check.candidate.difficulty == raised
+    [old] = submit(miner, job[0], 1001, work.job.ntime, 2.0)
+    assert isinstance(old, Check) and old.candidate.difficulty == 0.0001
 
 
 def test_a_workers_difficulty_survives_its_reconnect() -> None:
