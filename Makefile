@@ -65,8 +65,12 @@ kafka-dev: system-deps $(STAMP) kafka-jars
 bench-bus: system-deps $(STAMP) kafka-jars
 	$(PY) -m bench.bus
 
+# ruff; the layering as pyproject's import-linter contracts draw it; mypy --strict over the
+# packages pyproject names (mining, proxy, the qscrypt library and the entry package).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: system-deps $(STAMP)
 	$(PY) -m bench.scrypt

@@ -1,8 +1,8 @@
 """`qscrypt aggregator run-once` and `qscrypt aggregator --every SECONDS`.
 
-`qscrypt` loads the TOML file (`-c`) and hands it over as `args.qscrypt_config`: its
-`[aggregator]` section configures the collectors, `[database]` says where to write (the embedded
-server when no DSN is set). The schema is migrated first: it is idempotent, and a fresh machine
+`qscrypt` loads the TOML file (`-c`) and hands this package its `[aggregator]` table as
+`args.section` (it configures the collectors) and `[database]` as `args.database` (where to write:
+the embedded server when no DSN is set). The schema is migrated first: it is idempotent, and a fresh machine
 then needs no separate step.
 """
 
@@ -42,13 +42,11 @@ def load_aggregator_config(
 
 
 async def main(args: argparse.Namespace) -> int:
-    from qscrypt.cli import database_dsn
-    from qscrypt.config import load_config
+    from qscrypt.db import database_dsn
     from qscrypt.db.migrate import migrate
 
-    config = getattr(args, "qscrypt_config", None) or load_config(getattr(args, "config", None))
-    aggregator_config = load_aggregator_config(config.aggregator)
-    dsn = args.dsn or await asyncio.to_thread(database_dsn, config)
+    aggregator_config = load_aggregator_config(args.section)
+    dsn = args.dsn or await asyncio.to_thread(database_dsn, args.database)
     await migrate(dsn)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:

@@ -1,8 +1,8 @@
 """`qscrypt api`: serve the decision API.
 
-`qscrypt` loads the TOML file and hands it over as `args.qscrypt_config`: its `[api]` section
-configures the API (`api.config.ApiConfig`), `[database]` says where the data is (the embedded
-server when no DSN is set). The schema is migrated first, so a fresh machine needs no other step.
+`qscrypt` loads the TOML file and hands this package its `[api]` table as `args.section` (it
+configures the API: `api.config.ApiConfig`) and `[database]` as `args.database` (where the data is:
+the embedded server when no DSN is set). The schema is migrated first, so a fresh machine needs no other step.
 """
 
 import argparse
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from qscrypt.settings import load_section
 
-    config = load_section(ApiConfig, dict(args.qscrypt_config.api), "api")
+    config = load_section(ApiConfig, dict(args.section), "api")
     if args.host is not None:
         config = replace(config, host=args.host)
     if args.port is not None:
@@ -39,10 +39,10 @@ def main(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 async def serve(config: ApiConfig, args: argparse.Namespace) -> int:
     from api.app import create_app
-    from qscrypt.cli import database_dsn
+    from qscrypt.db import database_dsn
     from qscrypt.db.migrate import migrate
 
-    dsn = args.dsn or await asyncio.to_thread(database_dsn, args.qscrypt_config)
+    dsn = args.dsn or await asyncio.to_thread(database_dsn, args.database)
     await migrate(dsn)
     runner = web.AppRunner(create_app(config, dsn), access_log=None)
     await runner.setup()

@@ -1,4 +1,4 @@
-"""`qscrypt miner`: options and entry point, for qscrypt/cli.py to wire as a subcommand."""
+"""`qscrypt miner`: options and entry point, for cli/main.py to wire as a subcommand."""
 
 import argparse
 import asyncio

@@ -533,7 +533,7 @@ def _spawn_proxy(config_path: Path, log_path: Path, max_files: int) -> subproces
     """The proxy as `qscrypt proxy` runs it, in its own process, its log kept in `log_path`."""
     with log_path.open("w") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "qscrypt.cli", "-c", str(config_path), "proxy", "--no-database"],
+            [sys.executable, "-m", "cli", "-c", str(config_path), "proxy", "--no-database"],
             stdout=subprocess.DEVNULL, stderr=log,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files)),
         )

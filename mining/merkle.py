@@ -20,16 +20,14 @@ def merkle_branch(txids: Sequence[bytes]) -> list[bytes]:
     siblings on the path of leaf 0, which is all a miner needs since it changes only the coinbase.
     """
     branch: list[bytes] = []
-    layer: list[bytes | None] = [None, *txids]
+    # The coinbase's place stays empty: its hash is the one thing a branch is made without.
+    layer: list[bytes] = [b"", *txids]
     while len(layer) > 1:
-        branch.append(layer[1])  # type: ignore[arg-type]
+        branch.append(layer[1])
         if len(layer) % 2:
             layer.append(layer[-1])
         # Pairs after the first never involve the coinbase, so they can be hashed now.
-        layer = [None] + [
-            sha256d(layer[i] + layer[i + 1])  # type: ignore[operator]
-            for i in range(2, len(layer), 2)
-        ]
+        layer = [b""] + [sha256d(layer[i] + layer[i + 1]) for i in range(2, len(layer), 2)]
     return branch
 
 

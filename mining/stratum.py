@@ -202,7 +202,7 @@ def check_params(method: str, params: list[Any]) -> ProtocolError | None:
 # json.loads wraps the C scanner in Python (two whitespace regexes, two calls), which costs more
 # than the scan itself: 2.6 µs against 0.9 for a share line (measured). Lines reach decode_line
 # stripped, so the scanner is called directly and only "nothing" and "extra data" are checked here.
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: a class
 
 
 def _loads(text: str) -> Any:

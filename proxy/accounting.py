@@ -13,7 +13,7 @@ that does not go in at once:
   exactly the refused rows go to the quarantine file with the reason, the rest are written.
 - the writer itself fails (a bug): its supervisor logs it, counts it and starts it again.
 
-`qscrypt spill status|replay` shows and replays what waits on disk (qscrypt/spill.py).
+`qscrypt spill status|replay` shows and replays what waits on disk (proxy/spill.py).
 """
 
 import asyncio
@@ -151,7 +151,7 @@ class Accounting:
 
 # -- rows in the journal ------------------------------------------------------------------------
 
-_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # C: quotes and escapes to ASCII
+_escape = json.encoder.encode_basestring_ascii  # the C one: quotes and escapes to ASCII
 
 
 def _number(value: float) -> str:
@@ -181,7 +181,8 @@ def decode_row(values: Any) -> ShareRow:
         raise ValueError(f"a share row is a list of {len(SHARE_COLUMNS)} values")
     ts = values[0]
     when = datetime.fromisoformat(ts) if isinstance(ts, str) else datetime.fromtimestamp(float(ts), UTC)
-    return (when, *values[1:])  # type: ignore[return-value]
+    row: ShareRow = (when, *values[1:])
+    return row
 
 
 def row_to_json(row: ShareRow) -> list[Any]:

@@ -5,8 +5,8 @@ the single proxy's server, or the supervisor of several workers, so the limits h
 
 from collections import Counter
 
+from proxy.config import LimitsConfig
 from proxy.token_bucket import TokenBucket
-from qscrypt.config import LimitsConfig
 
 _MAX_RATE_ENTRIES = 100_000
 """IPs whose connect rate is remembered; beyond this, those whose allowance is full again go."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from proxy.accounting import Accounting, ShareWriter, share_log
+from proxy.config import ProxyConfig, UpstreamConfig
 from proxy.decisions import DecisionFeed
 from proxy.hashers import HasherPool
 from proxy.journal import JournalDir, RecordJournal
@@ -22,7 +23,6 @@ from proxy.router import DEFAULT_PROFILE, FAILBACK, FAILOVER, START, SWITCH, Mov
 from proxy.server import StratumServer
 from proxy.upstream.base import Upstream
 from proxy.upstream.pool import PoolUpstream
-from qscrypt.config import ProxyConfig, UpstreamConfig
 
 if TYPE_CHECKING:
     from proxy.coordinator.config import CoordinatorConfig

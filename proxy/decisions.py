@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from proxy.config import SwitchingConfig, UpstreamConfig
 from proxy.router import Router
-from qscrypt.config import SwitchingConfig, UpstreamConfig
 from qscrypt.log import get_logger
 
 CHANNEL = "qscrypt_decisions"

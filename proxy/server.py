@@ -11,12 +11,14 @@ import itertools
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
 from proxy.admission import Admission
+from proxy.config import LimitsConfig, VardiffConfig
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
 from proxy.router import Router
@@ -25,7 +27,6 @@ from proxy.token_bucket import TokenBucket
 from proxy.upstream.base import SubmitOutcome
 from proxy.validate import ShareCandidate, Verdict
 from proxy.vardiff import Vardiff
-from qscrypt.config import LimitsConfig, VardiffConfig
 from qscrypt.log import get_logger
 
 _MAX_IN_FLIGHT = 256
@@ -79,7 +80,7 @@ class MinerConnection(asyncio.Protocol):
             self.close(refusal, registered=False)
             return
         self.server.attach(self)
-        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)
+        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)  # type: ignore[attr-defined]
         local = transport.get_extra_info("sockname")
         self.server.log_miner("miner.connected", conn=conn_id, ip=self.ip,
                               port=local[1] if isinstance(local, tuple) else None)
@@ -269,7 +270,7 @@ class StratumServer:
         self._share_counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self.on_share: Callable[[MinerConnection, ShareCandidate, Verdict], None] | None = None
         # A worker of a multi-process proxy reports these to its supervisor (proxy.supervisor).
         self.on_gone: Callable[[str], None] | None = None
@@ -471,8 +472,8 @@ class StratumServer:
         self._accepted_shares.inc(self._accepted_uncounted)
         self._accepted_uncounted = 0
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

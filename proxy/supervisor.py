@@ -44,9 +44,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from mining import stratum
 from proxy.admission import Admission
+from proxy.config import ProxyConfig
 from proxy.extranonce import session_worker
 from proxy.metrics import TopWorkerGauges, WorkerFigure, top_workers
-from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 
 CONTROL_FD_ENV = "QSCRYPT_CONTROL_FD"
@@ -203,7 +203,7 @@ class Supervisor:
             self.ports["tls"] = self._listen(listen.host, listen.tls_port, "tls")
         self._metrics_dir = tempfile.mkdtemp(prefix="qscrypt-metrics-")
         if self.config.metrics_port:
-            MultiProcessCollector(self.registry, path=self._metrics_dir)
+            MultiProcessCollector(self.registry, path=self._metrics_dir)  # type: ignore[no-untyped-call]
             prometheus_client.start_http_server(self.config.metrics_port, registry=self.registry)
         for worker in self.workers:
             await self._spawn(worker)
@@ -244,7 +244,7 @@ class Supervisor:
             return
         self.log.error("supervisor.worker_died", worker=worker.index, exit_code=code)
         with contextlib.suppress(OSError):
-            mark_process_dead(worker.process.pid, self._metrics_dir)
+            mark_process_dead(worker.process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
         await asyncio.sleep(_RESTART_DELAY_S)
         if not self._closing:
             self.restarts.inc()
@@ -438,7 +438,7 @@ def _resumed_worker(data: bytes) -> int | None:
 
 def worker_command(config_path: Path | None, no_database: bool) -> list[str]:
     """How a worker is started: this same program, `qscrypt proxy`, told it is a worker by env."""
-    command = [sys.executable, "-m", "qscrypt.cli"]
+    command = [sys.executable, "-m", "cli"]
     if config_path is not None:
         command += ["-c", str(config_path)]
     command.append("proxy")

@@ -31,4 +31,5 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
 
 def get_logger(**context: object) -> structlog.stdlib.BoundLogger:
     """A logger with context bound (connection, worker, upstream): every line it writes carries it."""
-    return structlog.get_logger().bind(**context)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger().bind(**context)
+    return logger

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qscrypt.config import load_config
+from cli.config import load_config
 from qscrypt.settings import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "qscrypt.example.toml"

@@ -4,13 +4,13 @@ import asyncio
 import contextlib
 
 from proxy.accounting import Accounting
+from proxy.config import ProxyConfig
 from proxy.coordinator.config import CoordinatorConfig
 from proxy.coordinator.service import Coordinator
 from proxy.coordinator.store import CursorStore, MemoryCursorStore, PostgresCursorStore
 from proxy.upstream.base import Upstream
 from qscrypt.bus import Bus, BusUnavailable, create_bus
 from qscrypt.bus.aio import backoff_s, wait_event
-from qscrypt.config import ProxyConfig
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
 

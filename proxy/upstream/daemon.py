@@ -57,10 +57,10 @@ from mining.coins import coin
 from mining.hashing import hash_to_hex, sha256d
 from mining.job import Job
 from mining.serialize import bip34_height, push_data
+from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
 from proxy.upstream.rpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
-from qscrypt.config import FailoverConfig, UpstreamConfig
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
 
@@ -302,7 +302,7 @@ class DaemonUpstream(Upstream):
             self._logged_error = error
             log = self._log.error if isinstance(exc, RpcAuthError | DaemonError) else self._log.warning
             log("daemon.rpc_failed", error=error, failures=failures)
-        backoff = min(_FIRST_RETRY_S * 2 ** min(failures - 1, 16), self.failover.retry_backoff_s)
+        backoff = min(_FIRST_RETRY_S * 2.0 ** min(failures - 1, 16), self.failover.retry_backoff_s)
         if self.work is None:
             self._set_state(UpstreamState.DOWN, error)
             return backoff

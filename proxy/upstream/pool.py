@@ -13,8 +13,8 @@ import time
 from urllib.parse import urlsplit
 
 from mining import stratum_client as sc
+from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
-from qscrypt.config import FailoverConfig, UpstreamConfig
 from qscrypt.log import get_logger
 
 CLIENT_NAME = "qscrypt/0.1.0"

@@ -159,7 +159,7 @@ class _Ack:
             raise BusUnavailable(f"send to {self._topic}: {exc}") from exc
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     def __init__(self, listener: RebalanceListener) -> None:
         self._listener = listener
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import http.client
 import itertools
 import json
@@ -179,12 +180,12 @@ class RegtestPair:
         for node, peer in zip(self.nodes, reversed(self.nodes), strict=True):
             self._launch(node, peer)
         for node in self.nodes:
-            self._wait(node, timeout, "answer RPC", lambda n=node: _rpc_ready(n.rpc))
+            self._wait(node, timeout, "answer RPC", functools.partial(_rpc_ready, node.rpc))
         self.timings["rpc_ready_s"] = time.monotonic() - began
         for node in self.nodes:
             self._wait(
                 node, timeout, "connect to its peer",
-                lambda n=node: n.rpc.call("getconnectioncount") >= 1,
+                functools.partial(_peered, node.rpc),
             )  # fmt: skip
         self.timings["peered_s"] = time.monotonic() - began
 
@@ -215,7 +216,7 @@ class RegtestPair:
         for node in self.nodes:
             self._wait(
                 node, timeout, f"see {', '.join(txids)} in its mempool",
-                lambda n=node: set(txids) <= set(n.rpc.call("getrawmempool")),
+                functools.partial(_in_mempool, node.rpc, set(txids)),
             )  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -376,6 +377,14 @@ def _ensure_wallet(rpc: RpcClient, name: str) -> None:
         if exc.code != _WALLET_NOT_FOUND:
             raise
         rpc.call("createwallet", name)
+
+
+def _peered(rpc: RpcClient) -> bool:
+    return int(rpc.call("getconnectioncount")) >= 1
+
+
+def _in_mempool(rpc: RpcClient, txids: set[str]) -> bool:
+    return txids <= set(rpc.call("getrawmempool"))
 
 
 def _rpc_ready(rpc: RpcClient) -> bool:

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from aggregator import add_arguments, load_aggregator_config, main
-from qscrypt.config import load_config
+from cli.config import load_config
 from qscrypt.settings import ConfigError
 from tests.aggregator.fixture_server import FixtureServer, Reply
 
@@ -72,7 +72,8 @@ def parse(argv: list[str], config_path: Path) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qscrypt aggregator")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    args.qscrypt_config = load_config(config_path)
+    config = load_config(config_path)
+    args.section, args.database = config.aggregator, config.database
     return args
 
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from api.cli import add_arguments, main
-from qscrypt.config import Config
+from qscrypt.config import DatabaseConfig
 from qscrypt.db.embedded import free_port
 from qscrypt.settings import ConfigError
 
@@ -18,7 +18,7 @@ def parse(argv: list[str], api: dict[str, object]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(argv)
-    args.qscrypt_config = Config(api=api)
+    args.section, args.database = api, DatabaseConfig()
     return args
 
 

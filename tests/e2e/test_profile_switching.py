@@ -45,9 +45,9 @@ from mining.hashing import hash_to_int, scrypt_pow
 from mining.job import Job
 from mining.target import expected_coins_per_day, hash_share_difficulty, share_difficulty_to_target
 from proxy.app import Proxy
+from proxy.config import LimitsConfig, SwitchingConfig
 from proxy.decisions import DecisionFeed
 from proxy.upstream.base import Upstream
-from qscrypt.config import LimitsConfig, SwitchingConfig
 from tests.proxy.conftest import pool_upstream, proxy_config, wait_for
 from tests.stratum_peers import MinerJob, PoolServer, ScriptedMiner
 

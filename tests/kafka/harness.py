@@ -21,12 +21,12 @@ from backends.engine import Engine
 from backends.worker import Worker, WorkerConfig
 from mining import stratum
 from mining.job import Job
+from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.coordinator import Coordinator, CoordinatorConfig, CursorStore
 from proxy.upstream.pool import PoolUpstream
 from qscrypt.bus import Bus, BusConfig, Subscription, create_bus
 from qscrypt.bus.aio import cancel_and_wait
 from qscrypt.bus.messages import Done, Heartbeat, MessageError, Share, Status, Task, TaskId, decode_all
-from qscrypt.config import FailoverConfig, UpstreamConfig
 from qscrypt.devnet.kafka import KafkaBroker
 from tests.stratum_peers import PoolServer
 

@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 
 from mining.hashing import hash_to_int, scrypt_pow
+from proxy.config import ProxyConfig
 from proxy.coordinator import PostgresCursorStore, run_coordinator
 from proxy.coordinator.store import StoreError
 from qscrypt.bus.messages import Share, TaskId, coordinator_key, encode
-from qscrypt.config import ProxyConfig
 from tests.kafka.conftest import StackFactory
 from tests.kafka.harness import announce_hard_job, assert_exact_cover, coordinator_config, wait_for
 from tests.stratum_peers import Submission

@@ -18,10 +18,10 @@ from typing import Any
 
 from mining.target import share_target_to_difficulty
 from proxy.app import Proxy
+from proxy.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from proxy.jobs import ProxyJob
 from proxy.upstream.base import SubmitOutcome, UpstreamWork
 from proxy.validate import Rejection, ShareCandidate, Verdict
-from qscrypt.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.services.peers import FoundationPool, PeerProcess, PoolShare
 

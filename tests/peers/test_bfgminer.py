@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qscrypt.config import VardiffConfig
+from proxy.config import VardiffConfig
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.peers.support import running_proxy, solo_upstream
 from tests.services.peers import PeerFactory

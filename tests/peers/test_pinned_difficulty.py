@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-from qscrypt.config import LimitsConfig, UpstreamConfig
+from proxy.config import LimitsConfig, UpstreamConfig
 from tests.peers.support import RunningProxy, running_proxy
 from tests.services.peers import PeerFactory
 from tests.stratum_peers import PoolServer

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from qscrypt.config import SwitchingConfig
+from proxy.config import SwitchingConfig
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.peers.support import FAILOVER, pool_upstream, running_proxy, wait_until
 from tests.proxy.test_switching import DecisionServer

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxy.app import Proxy
-from qscrypt.config import (
+from proxy.config import (
     FailoverConfig,
     LimitsConfig,
     ListenConfig,

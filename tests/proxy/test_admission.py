@@ -2,7 +2,7 @@
 
 from proxy import admission
 from proxy.admission import Admission
-from qscrypt.config import LimitsConfig
+from proxy.config import LimitsConfig
 
 
 def test_caps_total_and_per_ip_and_release() -> None:

@@ -4,7 +4,7 @@ answered exactly once and in order, and a new miner's handshake is not held behi
 import asyncio
 
 from mining import stratum
-from qscrypt.config import LimitsConfig
+from proxy.config import LimitsConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer
 

@@ -8,7 +8,7 @@ import asyncio
 import resource
 
 from mining import stratum
-from qscrypt.config import LimitsConfig
+from proxy.config import LimitsConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer, ScriptedMiner
 

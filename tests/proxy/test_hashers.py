@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mining.hashing import hash_to_hex, scrypt_pow
+from proxy.config import ListenConfig
 from proxy.hashers import HasherPool
-from qscrypt.config import ListenConfig
 from tests.proxy.conftest import wait_for
 
 VECTORS = json.loads((Path(__file__).resolve().parents[3] / "shared" / "vectors" /

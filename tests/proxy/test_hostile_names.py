@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mining import stratum
 from proxy.app import Proxy
-from qscrypt.config import LimitsConfig
+from proxy.config import LimitsConfig
 from qscrypt.db.embedded import free_port
 from tests.proxy.conftest import pool_upstream, proxy_config, wait_for
 from tests.proxy.test_recording import LONG_NAME, http_get, query

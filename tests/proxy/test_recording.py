@@ -21,7 +21,7 @@ import pytest
 
 from mining import stratum
 from proxy.app import Proxy
-from qscrypt.config import LimitsConfig
+from proxy.config import LimitsConfig
 from qscrypt.db.embedded import EmbeddedPostgres, free_port
 from qscrypt.db.migrate import migrate
 from qscrypt.devnet.litecoind import RegtestPair

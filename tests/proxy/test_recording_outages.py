@@ -138,7 +138,7 @@ class ProxyProcess:
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with self.log.open("ab") as out:
-            command = [sys.executable, "-m", "qscrypt.cli", "-c", str(self.config), "proxy"]
+            command = [sys.executable, "-m", "cli", "-c", str(self.config), "proxy"]
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 

@@ -22,7 +22,7 @@ BLOCK = "0" * 8 + "ab" * 28
 
 
 def qscrypt(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qscrypt.cli", "-c", str(config), "spill", *args],
+    return subprocess.run([sys.executable, "-m", "cli", "-c", str(config), "spill", *args],
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                           text=True, timeout=120, check=False)
 

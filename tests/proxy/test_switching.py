@@ -10,7 +10,7 @@ from dataclasses import replace
 import asyncpg
 from aiohttp import web
 
-from qscrypt.config import SwitchingConfig
+from proxy.config import SwitchingConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from mining import stratum
+from proxy.config import LimitsConfig, ListenConfig
 from proxy.metrics import TOP_WORKERS, top_workers
-from qscrypt.config import LimitsConfig, ListenConfig
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.stratum_peers import PoolServer, make_certificate
 

@@ -75,7 +75,7 @@ def test_bounds_and_fixed_difficulty() -> None:
 
 async def test_proxy_raises_difficulty_with_set_difficulty_before_the_next_notify(
         pool: PoolServer, make_proxy, miners) -> None:
-    from qscrypt.config import VardiffConfig
+    from proxy.config import VardiffConfig
 
     proxy = await make_proxy([pool_upstream(pool, "p1")],
                              vardiff=VardiffConfig(initial=0.0005, minimum=0.0001, maximum=10.0,

@@ -61,7 +61,7 @@ def _metric(text: str, name: str) -> float:
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
         # Its own process group, as under a terminal or a service manager: signals may go to all.
-        return subprocess.Popen([sys.executable, "-m", "qscrypt.cli", "-c", str(config), "proxy",
+        return subprocess.Popen([sys.executable, "-m", "cli", "-c", str(config), "proxy",
                                  "--no-database"], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 
 from proxy.app import Proxy
+from proxy.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from proxy.upstream.daemon import DaemonUpstream
-from qscrypt.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from qscrypt.devnet.litecoind import RegtestPair, RpcError
 from tests.solo.miner import BLOCKS_MINED, SoloMiner, Solution
 

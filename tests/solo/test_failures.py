@@ -13,9 +13,9 @@ from structlog.testing import capture_logs
 
 from mining.hashing import sha256d
 from proxy.app import Proxy
+from proxy.config import FailoverConfig, ProxyConfig
 from proxy.upstream.base import UpstreamState
 from proxy.upstream.daemon import POLL_INTERVAL_S, DaemonUpstream
-from qscrypt.config import FailoverConfig, ProxyConfig
 from qscrypt.devnet.litecoind import RegtestPair, start_pair
 from qscrypt.settings import ConfigError
 from tests.solo.miner import SoloMiner

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from proxy.app import Proxy
-from qscrypt.config import ListenConfig, ProxyConfig
+from proxy.config import ListenConfig, ProxyConfig
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.solo.support import VARDIFF, connected_miner, daemon_config, mine_block, running_proxy, wait_until
 

@@ -1,4 +1,8 @@
-"""The `qscrypt` command: one entry point, a subcommand per job."""
+"""The `qscrypt` command: one entry point, a subcommand per job.
+
+The composition root: the one place that knows every package. It loads the configuration, hands
+each package its own section and starts what was asked for; nothing imports it.
+"""
 
 import argparse
 import asyncio
@@ -7,11 +11,23 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from qscrypt.config import Config, load_config
+import aggregator.cli
+import api.cli
+import backends.cli
+import backends.worker
+import proxy.spill
+from bench.scrypt import main as bench_main
+from cli.config import Config, load_config
+from cli.stack import run_stack
+from proxy.app import run_proxy
+from proxy.coordinator.config import CoordinatorConfig
+from proxy.supervisor import CONTROL_FD_ENV, DSN_ENV, WORKER_ENV, run_supervisor, worker_command
+from qscrypt.db import database_dsn
+from qscrypt.db.migrate import migrate
 from qscrypt.log import configure_logging, get_logger
-from qscrypt.settings import ConfigError
+from qscrypt.settings import ConfigError, load_section
 from qscrypt.signals import stop_on_signals
 
 
@@ -24,43 +40,23 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return asyncio.run(coro_factory())
 
 
-def database_dsn(config: Config) -> str:
-    """The configured DSN, or the embedded server's (started if it is not running)."""
-    if config.database.dsn:
-        return config.database.dsn
-    from qscrypt.db.embedded import ensure_running
-
-    config.database.embedded_data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return ensure_running(config.database.embedded_data_dir, database="qscrypt")
-
-
 def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
-    from qscrypt.db.migrate import migrate
-
-    dsn = database_dsn(config)
+    dsn = database_dsn(config.database)
     applied = asyncio.run(migrate(dsn))
     get_logger().info("migrate.done", applied=applied or "nothing to apply")
     return 0
 
 
 def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
-    from proxy.app import run_proxy
-    from proxy.supervisor import CONTROL_FD_ENV, DSN_ENV, WORKER_ENV, run_supervisor, worker_command
-
     # A worker of a multi-process proxy gets its database from the supervisor (already migrated).
-    dsn = database_dsn(config) if not args.no_database and WORKER_ENV not in os.environ else None
+    dsn = database_dsn(config.database) if not args.no_database and WORKER_ENV not in os.environ else None
 
     coordinator = None
     if config.coordinator:
-        from proxy.coordinator.config import CoordinatorConfig
-        from qscrypt.settings import load_section
-
         coordinator = load_section(CoordinatorConfig, config.coordinator, "coordinator")
 
     async def main() -> int:
         if dsn:
-            from qscrypt.db.migrate import migrate
-
             await migrate(dsn)
         with stop_on_signals() as stop:
             if config.proxy.workers > 1:
@@ -87,8 +83,6 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    from qscrypt.stack import run_stack
-
     async def stack() -> int:
         with stop_on_signals() as stop:
             return await run_stack(config, args.data_dir, args.with_miner, stop)
@@ -97,20 +91,26 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(config: Config, args: argparse.Namespace) -> int:
-    from bench.scrypt import main as bench_main
-
     return bench_main([])
 
 
-def _delegate(module: str) -> Callable[[Config, argparse.Namespace], int]:
-    """Subcommands owned by another package: it adds its own arguments and runs `main(args)`,
-    sync or async; the loaded config travels as `args.qscrypt_config`."""
+class Subcommand(Protocol):
+    """A subcommand a package owns: it adds its own arguments, and `main(args)` runs it (sync or
+    async) with `args.database` (the `[database]` section) and `args.section` (its own section)."""
 
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def main(self, args: argparse.Namespace) -> int | Coroutine[Any, Any, int]: ...
+
+
+Command = Callable[[Config, argparse.Namespace], int]
+
+
+def _delegate(module: Subcommand, section: Callable[[Config], object]) -> Command:
     def run(config: Config, args: argparse.Namespace) -> int:
-        import importlib
-
-        args.qscrypt_config = config
-        result = importlib.import_module(module).main(args)
+        args.database = config.database
+        args.section = section(config)
+        result = module.main(args)
         if asyncio.iscoroutine(result):
             return int(_run(lambda: result) or 0)
         return int(result or 0)
@@ -137,26 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not attach the built-in miner")
     p.set_defaults(func=cmd_run)
 
-    _add_delegated(sub, "miner", "backends.cli", "run the built-in miner (a Stratum client)")
-    _add_delegated(sub, "aggregator", "aggregator.cli", "collect market and network data")
+    _add_delegated(sub, "miner", backends.cli, lambda c: None, "run the built-in miner (a Stratum client)")
+    _add_delegated(sub, "aggregator", aggregator.cli, lambda c: c.aggregator,
+                   "collect market and network data")
 
     p = sub.add_parser("bench", help="benchmark the hashing engines (checks the vectors first)")
     p.set_defaults(func=cmd_bench)
 
-    _add_delegated(sub, "api", "api.cli", "run the decision API")
-    _add_delegated(sub, "worker", "backends.worker", "run a Kafka hashing worker")
-    _add_delegated(sub, "spill", "qscrypt.spill",
+    _add_delegated(sub, "api", api.cli, lambda c: c.api, "run the decision API")
+    _add_delegated(sub, "worker", backends.worker, lambda c: None, "run a Kafka hashing worker")
+    _add_delegated(sub, "spill", proxy.spill, lambda c: c.proxy,
                    "show (status) or write into PostgreSQL (replay) the shares and blocks waiting on disk")
     return parser
 
 
-def _add_delegated(sub: Any, name: str, module: str, help_text: str) -> None:
-    """A subcommand whose package adds its own arguments through `add_arguments(parser)`."""
-    import importlib
-
+def _add_delegated(sub: Any, name: str, module: Subcommand, section: Callable[[Config], object],
+                   help_text: str) -> None:
     p = sub.add_parser(name, help=help_text)
-    importlib.import_module(module).add_arguments(p)
-    p.set_defaults(func=_delegate(module))
+    module.add_arguments(p)
+    p.set_defaults(func=_delegate(module, section))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +175,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

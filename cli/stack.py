@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qscrypt.config import Config, UpstreamConfig
+from cli.config import Config
+from proxy.config import UpstreamConfig
 from qscrypt.log import get_logger
 
 if TYPE_CHECKING:

@@ -170,11 +170,10 @@ async def replay(spill_dir: Path, dsn: str, quarantine: bool) -> int:
 
 
 def main(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
-    from qscrypt.cli import database_dsn
+    from qscrypt.db import database_dsn
 
-    config = args.qscrypt_config
-    spill_dir = Path(config.proxy.spill_dir)
+    spill_dir = Path(args.section.spill_dir)  # args.section: the [proxy] section (ProxyConfig)
     if args.spill_command == "status":
         print_status(spill_dir, status(spill_dir), args.json)
         return 0
-    return replay(spill_dir, database_dsn(config), args.quarantine)
+    return replay(spill_dir, database_dsn(args.database), args.quarantine)
