@@ -32,7 +32,7 @@ class OneUpstream:
         self.book = JobBook()
         self.job = self.book.add("pool", UpstreamWork(JOB, bytes.fromhex("aabbccdd"), 4, 1 << 200), 0.0)
 
-    def subscribe(self, session: MinerSession, resume_id: str | None) -> Assignment:
+    def subscribe(self, session: MinerSession, resume_id: str | None, now: float) -> Assignment:
         return Assignment("pool", bytes.fromhex("aabbccdd0001"), 2, b"\x00\x01", "s1")
 
     def authorize(self, session: MinerSession, username: str, password: str) -> bool:
@@ -41,7 +41,7 @@ class OneUpstream:
     def known_profile(self, profile: str) -> bool:
         return False
 
-    def profile_chosen(self, session: MinerSession) -> None:
+    def profile_chosen(self, session: MinerSession, now: float) -> None:
         return None
 
     def find_job(self, job_id: str) -> ProxyJob | None:

@@ -41,6 +41,7 @@ from proxy.journal import (
     read_quarantine,
     rewrite_quarantine,
 )
+from proxy.validate import NOT_SUBSCRIBED, STALE, UNAUTHORIZED, JudgedShare
 from qscrypt.bus.aio import backoff_s
 from qscrypt.log import get_logger
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 SHARE_COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason",
                  "block_hash")
 ShareRow = tuple[datetime, str, str, str, float, float | None, str, str | None, str | None]
+_UNRECORDED = frozenset((UNAUTHORIZED, NOT_SUBSCRIBED))
 
 
 @dataclass
@@ -136,6 +138,21 @@ class Accounting:
         if self.log is not None:
             self.log.append((datetime.now(UTC), worker, upstream, job_id, difficulty, share_diff,
                              "accepted", None, block_hash))
+
+    def record(self, judged: JudgedShare) -> None:
+        """A share's verdict from the Stratum server: counted and (when a database takes rows)
+        journaled. A refusal to a name nobody authorized, or to a connection that never
+        subscribed, is counted in metrics by the server but never stored: a row under that name
+        would let any stranger write to `shares` and `workers`."""
+        verdict = judged.verdict
+        if verdict.rejection is None:
+            self.accepted(judged.worker, judged.upstream, judged.job_id, judged.difficulty,
+                          verdict.share_difficulty, block_hash=judged.block_hash, coin=judged.coin,
+                          now=judged.now)
+        elif verdict.rejection.reason not in _UNRECORDED:
+            reason = verdict.rejection.reason
+            self.rejected(judged.worker, judged.upstream, judged.job_id, judged.difficulty, reason,
+                          reason == STALE)
 
     def rejected(self, worker: str, upstream: str, job_id: str, difficulty: float, reason: str,
                  stale: bool) -> None:

@@ -12,6 +12,32 @@ _MAX_RATE_ENTRIES = 100_000
 """IPs whose connect rate is remembered; beyond this, those whose allowance is full again go."""
 
 
+class BanPolicy:
+    """Which IPs to ban for invalid shares: judged over their recent shares (counts halve as they
+    grow, so old behaviour fades), once `ban_min_shares` are in. Pure: fed shares, answers."""
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
+        self._counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
+
+    def share(self, ip: str, valid: bool) -> bool:
+        """Count one share of `ip`'s; True when that makes the IP one to ban now."""
+        counts = self._counts.setdefault(ip, [0, 0])
+        counts[0 if valid else 1] += 1
+        total = counts[0] + counts[1]
+        if total < self.limits.ban_min_shares:
+            return False
+        ban = counts[1] / total >= self.limits.ban_invalid_ratio
+        # Judge recent behaviour, not a miner's whole history.
+        if total >= 4 * self.limits.ban_min_shares:
+            counts[0] //= 2
+            counts[1] //= 2
+        return ban
+
+    def forget(self, ip: str) -> None:
+        self._counts.pop(ip, None)
+
+
 class Admission:
     def __init__(self, limits: LimitsConfig) -> None:
         self.limits = limits

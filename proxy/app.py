@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIServer
 from proxy.accounting import Accounting, ShareWriter, share_log
 from proxy.config import ProxyConfig, UpstreamConfig
 from proxy.decisions import DecisionFeed
+from proxy.dispatch import Dispatcher
 from proxy.hashers import HasherPool
 from proxy.journal import JournalDir, RecordJournal
 from proxy.metrics import ProxyMetrics, serve_metrics, top_workers
@@ -58,14 +59,15 @@ class Proxy:
         self.accounting = Accounting(log=log)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
-                             config.failover.fallback_to_preferred, self._authorize, self._on_move,
+                             config.failover.fallback_to_preferred, self._authorize,
                              (config.switching.stagger_miners, config.switching.stagger_interval_s),
                              worker, config.keepalive_s)
-        self.decisions = DecisionFeed(self.router, config.switching, config.upstreams, dsn) \
+        self.dispatch = Dispatcher(self.router, self._spawn_session, self._on_move,
+                                   lambda seconds, _miners: self.metrics.fan_out.observe(seconds))
+        self.decisions = DecisionFeed(self.dispatch, config.switching, config.upstreams, dsn) \
             if config.switching.api_url else None
-        self.router.on_fan_out = lambda seconds, _miners: self.metrics.fan_out.observe(seconds)
         self.hashers = HasherPool(config.hash_processes or os.cpu_count() or 1)
-        self.server = StratumServer(self.router, config.limits, config.vardiff, self.accounting,
+        self.server = StratumServer(self.dispatch, config.limits, config.vardiff, self.accounting,
                                     self.metrics, self.hashers)
         self.writer: ShareWriter | None = None
         if dsn and log is not None and self.journal is not None and self.blocks is not None:
@@ -82,11 +84,16 @@ class Proxy:
         self._background: set[asyncio.Task[None]] = set()
         for upstream_config in config.upstreams:
             first = self._make_upstream(upstream_config, upstream_config.name)
-            spawn = None
-            if upstream_config.kind == "pool":
-                def spawn(n: int, c: UpstreamConfig = upstream_config) -> Upstream:
-                    return self._make_upstream(c, f"{c.name}#{n}")
-            self.router.add_group(upstream_config.name, upstream_config.priority, first, spawn)
+            # A pool's extranonce2 space can run out of miner prefixes: then another session to it.
+            self.dispatch.add_group(upstream_config.name, upstream_config.priority, first,
+                                    can_grow=upstream_config.kind == "pool")
+
+    def _spawn_session(self, group: str, index: int) -> Upstream:
+        config = next(c for c in self.config.upstreams if c.name == group)
+        return self._make_upstream(config, f"{config.name}#{index}")
+
+    def upstream(self, name: str) -> Upstream | None:
+        return self.dispatch.upstream(name)
 
     def _make_upstream(self, config: UpstreamConfig, name: str) -> Upstream:
         if config.kind == "daemon":
@@ -208,7 +215,7 @@ class Proxy:
         every = min(5.0, self.config.keepalive_s / 4)
         while True:
             await asyncio.sleep(every)
-            self.router.keepalive(time.monotonic(), time.time())
+            self.dispatch.keepalive()
 
     async def _refresh_tokens(self) -> None:
         """Tokens of the `workers` table (sha256 hex in token_hash) join those from the config."""
@@ -260,7 +267,7 @@ class Proxy:
         """Each worker's time on the coin it mines now (a move inside the interval is attributed
         to where the miner is at its end: at most one report interval off)."""
         for session in self.router.sessions():
-            upstream = self.router.upstream(session.assignment.upstream) if session.assignment else None
+            upstream = self.dispatch.upstream(session.assignment.upstream) if session.assignment else None
             if upstream is None:
                 continue
             for worker in session.workers:
@@ -268,7 +275,7 @@ class Proxy:
 
     async def close(self) -> None:
         try:
-            self.router.closing = True  # upstreams going down one by one are no failover
+            self.dispatch.close()  # upstreams going down one by one are no failover
             for task in self._tasks:
                 task.cancel()
             if self.decisions is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from proxy.config import SwitchingConfig, UpstreamConfig
-from proxy.router import Router
+from proxy.dispatch import Dispatcher
 from qscrypt.log import get_logger
 
 CHANNEL = "qscrypt_decisions"
@@ -37,9 +37,9 @@ def match_group(choice: dict[str, Any], upstreams: list[UpstreamConfig]) -> str 
 
 
 class DecisionFeed:
-    def __init__(self, router: Router, config: SwitchingConfig, upstreams: list[UpstreamConfig],
+    def __init__(self, dispatch: Dispatcher, config: SwitchingConfig, upstreams: list[UpstreamConfig],
                  dsn: str | None) -> None:
-        self.router = router
+        self.dispatch = dispatch
         self.config = config
         self.upstreams = upstreams
         self.dsn = dsn
@@ -107,8 +107,8 @@ class DecisionFeed:
                 self._log.warning("decisions.no_upstream", profile=item["profile"], coin=choice.get("coin"),
                                   pool=choice.get("pool"))
             gain = item.get("margin_pct")
-            self.router.set_decision(item["profile"], choice["coin"], group, str(item.get("reason", "")),
-                                     gain if isinstance(gain, int | float) else None)
+            self.dispatch.set_decision(item["profile"], choice["coin"], group, str(item.get("reason", "")),
+                                       gain if isinstance(gain, int | float) else None)
             self.applied += 1
 
     async def _listen_loop(self) -> None:

@@ -17,15 +17,14 @@ from typing import Any
 from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
-from proxy.admission import Admission
+from proxy.admission import Admission, BanPolicy
 from proxy.config import LimitsConfig, VardiffConfig
+from proxy.dispatch import Dispatcher
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
-from proxy.router import Router
 from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
 from proxy.token_bucket import TokenBucket
 from proxy.upstream.base import SubmitOutcome
-from proxy.validate import ShareCandidate, Verdict
 from proxy.vardiff import Vardiff
 from qscrypt.log import get_logger
 
@@ -39,11 +38,6 @@ _QUEUE_HIGH = 1024
 """Shares waiting for a hasher (~160 ms of work on two cores) beyond which miners' input is left
 unread: a burst is parsed as the hashers free up, not all at once, so the loop keeps answering and
 feeding them, and memory stays bounded."""
-
-
-_UNRECORDED = frozenset((validate.UNAUTHORIZED, validate.NOT_SUBSCRIBED))
-"""Refusals counted in metrics (and toward a ban) but never stored: their worker name is one
-nobody authorized, and a row under it would let any stranger write to `shares` and `workers`."""
 
 
 class MinerConnection(asyncio.Protocol):
@@ -137,6 +131,9 @@ class MinerConnection(asyncio.Protocol):
                     self.close("too many malformed messages")
                     return
             self.deliver(self.session.handle(event, now))
+            if type(event) is stratum.Request and event.method != "mining.submit":
+                # A subscribe or authorize may have set the router going (another upstream session).
+                self.server.dispatch.after_session()
             if type(event) is stratum.Request and event.method == "mining.authorize":
                 user = event.params[0]
                 self.server.log_miner("miner.authorize", conn=self.session.conn_id, ip=self.ip,
@@ -153,8 +150,7 @@ class MinerConnection(asyncio.Protocol):
             elif isinstance(action, Check):
                 self.server.check_share(self, action)
             elif isinstance(action, Rejected):
-                self.server.count_rejection(self, action.worker, action.rejection, action.job_id,
-                                            action.upstream, action.difficulty)
+                self.server.refused(self, action)
             elif isinstance(action, Close):
                 if action.after_answers:
                     self.close_after_answers(action)
@@ -244,9 +240,10 @@ class MinerConnection(asyncio.Protocol):
 
 
 class StratumServer:
-    def __init__(self, router: Router, limits: LimitsConfig, vardiff: VardiffConfig,
+    def __init__(self, dispatch: Dispatcher, limits: LimitsConfig, vardiff: VardiffConfig,
                  accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool) -> None:
-        self.router = router
+        self.dispatch = dispatch
+        self.router = dispatch.router
         self.limits = limits
         self.vardiff = vardiff
         self.accounting = accounting
@@ -267,11 +264,14 @@ class StratumServer:
         """Times a miner's input was left unread for the hashers to catch up."""
         hasher.on_room = self._release_held
         self.admission = Admission(limits)
-        self._share_counts: dict[str, list[int]] = {}  # ip -> [valid, invalid]
+        self.bans = BanPolicy(limits)
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
-        self.on_share: Callable[[MinerConnection, ShareCandidate, Verdict], None] | None = None
+        self.share_consumers: list[Callable[[validate.JudgedShare], None]] = []
+        """Told every share's verdict after the proxy's own consumers (see `_publish`)."""
+        self.forward_consumers: list[Callable[[validate.JudgedShare, SubmitOutcome], None]] = []
+        """Told the upstream's verdict on every share forwarded to it."""
         # A worker of a multi-process proxy reports these to its supervisor (proxy.supervisor).
         self.on_gone: Callable[[str], None] | None = None
         """Told the IP of every connection that has ended, once each."""
@@ -393,17 +393,15 @@ class StratumServer:
     def attach(self, conn: MinerConnection) -> None:
         self.connections.add(conn)
         self.admission.admitted(conn.ip)
-        self.router.register(conn)
+        self.dispatch.register(conn)
         self.metrics.miners.set(len(self.connections))
 
     def detach(self, conn: MinerConnection) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        for worker in conn.session.workers:
-            self.router.remember_difficulty(worker, conn.session.difficulty)
         self.admission.released(conn.ip)
-        self.router.unregister(conn, time.monotonic())
+        self.dispatch.unregister(conn)
         self.metrics.miners.set(len(self.connections))
 
     async def _sweep(self) -> None:
@@ -439,32 +437,51 @@ class StratumServer:
         conn.in_flight -= 1
         candidate = check.candidate
         now = time.monotonic()
-        verdict, actions = conn.session.share_hashed(check.request_id, candidate, pow_hash, now)
-        if verdict.meets_upstream:
-            # Forward first: a block must never wait behind the miner's reply or bookkeeping.
-            self._spawn(self.forward(candidate))
-        if verdict.accepted:
-            # Before the reply: the share's row is in the local journal (proxy.journal) before
-            # the miner can hear "accepted", so a crash after the reply cannot lose it.
-            job = candidate.job
-            found = validate.block_hash(candidate, pow_hash) if verdict.meets_upstream else None
-            self.accounting.accepted(candidate.worker, job.upstream, job.id, candidate.difficulty,
-                                     verdict.share_difficulty, block_hash=found, coin=job.coin, now=now)
-        if not conn.closed:
-            conn.deliver(actions)
+        verdict, reply = conn.session.share_hashed(check.request_id, candidate, pow_hash, now)
+        job = candidate.job
+        found = validate.block_hash(candidate, pow_hash) if verdict.meets_upstream else None
+        judged = validate.JudgedShare(conn.ip, candidate.worker, job.upstream, job.id, candidate.difficulty,
+                                      verdict, now, candidate, job.coin, found)
+        self._publish(judged, conn, reply)
+
+    def refused(self, conn: MinerConnection, refusal: Rejected) -> None:
+        """A share the session refused before its hash (its error reply is already on the way)."""
+        verdict = validate.Verdict(False, 0.0, False, refusal.rejection)
+        self._publish(validate.JudgedShare(conn.ip, refusal.worker, refusal.upstream, refusal.job_id,
+                                           refusal.difficulty, verdict, time.monotonic()), conn, [])
+
+    def _publish(self, judged: validate.JudgedShare, conn: MinerConnection, reply: list[Action]) -> None:
+        """The verdict goes out once, in this order: upstream first (a block must never wait behind
+        anything), the accounting (the share's row is journaled before the miner can hear
+        "accepted": a crash after the reply cannot lose it), the reply, then the counting (metrics,
+        the ban policy) and whoever else subscribed (`share_consumers`)."""
+        if judged.verdict.meets_upstream:
+            self._spawn(self._forward(judged))
+        self.accounting.record(judged)
+        if reply and not conn.closed:
+            conn.deliver(reply)
             if conn.closing is not None and conn.in_flight == 0:
                 conn._finish_closing()
-        if verdict.accepted:
+        self._count(judged)
+        for consumer in self.share_consumers:
+            consumer(judged)
+
+    def _count(self, judged: validate.JudgedShare) -> None:
+        rejection = judged.verdict.rejection
+        if rejection is None:
             if not self._accepted_uncounted:
                 asyncio.get_running_loop().call_soon(self._count_accepted)
             self._accepted_uncounted += 1
-            self._count_share(conn.ip, valid=True)
+            valid = True
         else:
-            assert verdict.rejection is not None
-            self.count_rejection(conn, candidate.worker, verdict.rejection, candidate.job.id,
-                                 candidate.job.upstream, candidate.difficulty)
-        if self.on_share is not None:
-            self.on_share(conn, candidate, verdict)
+            stale = rejection.reason == validate.STALE
+            self.metrics.shares.labels("stale" if stale else "rejected", rejection.reason).inc()
+            if stale:  # a share the miner could not help: no mark against its IP
+                return
+            valid = False
+        if self.bans.share(judged.ip, valid) and \
+                not self.admission.is_banned(judged.ip, judged.now):  # not again for shares in flight
+            self._ban(judged.ip)
 
     def _count_accepted(self) -> None:
         """Accepted shares reach the counter once per loop iteration, not one by one: with several
@@ -477,10 +494,11 @@ class StratumServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def forward(self, candidate: ShareCandidate) -> SubmitOutcome | None:
-        upstream = self.router.upstream(candidate.job.upstream)
-        if upstream is None:
-            return None
+    async def _forward(self, judged: validate.JudgedShare) -> None:
+        candidate = judged.candidate
+        upstream = self.dispatch.upstream(judged.upstream)
+        if candidate is None or upstream is None:
+            return
         work = candidate.job.work
         outcome = await upstream.submit(work.job.job_id, candidate.extranonce2, candidate.ntime,
                                         candidate.nonce, candidate.header, candidate.worker,
@@ -497,30 +515,8 @@ class StratumServer:
         else:
             self.log.debug("upstream.share_accepted", upstream=upstream.name, worker=candidate.worker,
                            job=work.job.job_id, latency_ms=round(outcome.latency_s * 1000, 1))
-        return outcome
-
-    def count_rejection(self, conn: MinerConnection, worker: str, rejection: validate.Rejection,
-                        job_id: str, upstream: str, difficulty: float) -> None:
-        stale = rejection.reason == validate.STALE
-        self.metrics.shares.labels("stale" if stale else "rejected", rejection.reason).inc()
-        if rejection.reason not in _UNRECORDED:
-            self.accounting.rejected(worker, upstream, job_id, difficulty, rejection.reason, stale)
-        if not stale:
-            self._count_share(conn.ip, valid=False)
-
-    def _count_share(self, ip: str, valid: bool) -> None:
-        counts = self._share_counts.setdefault(ip, [0, 0])
-        counts[0 if valid else 1] += 1
-        total = counts[0] + counts[1]
-        if total < self.limits.ban_min_shares:
-            return
-        if counts[1] / total >= self.limits.ban_invalid_ratio and \
-                not self.admission.is_banned(ip, time.monotonic()):  # not again for shares in flight
-            self._ban(ip)
-        # Judge recent behaviour, not a miner's whole history.
-        if total >= 4 * self.limits.ban_min_shares:
-            counts[0] //= 2
-            counts[1] //= 2
+        for consumer in self.forward_consumers:
+            consumer(judged, outcome)
 
     def _ban(self, ip: str) -> None:
         self.metrics.bans.inc()
@@ -532,6 +528,6 @@ class StratumServer:
     def ban(self, ip: str, seconds: float) -> None:
         """Refuse `ip` for `seconds` and close its connections (also when another worker banned it)."""
         self.admission.ban(ip, seconds, time.monotonic())
-        self._share_counts.pop(ip, None)
+        self.bans.forget(ip)
         for conn in [c for c in self.connections if c.ip == ip]:
             conn.close("IP temporarily banned for invalid shares")

@@ -84,13 +84,14 @@ Action = Send | Close | Check | Rejected
 
 
 class Hub(Protocol):
-    def subscribe(self, session: "MinerSession", resume_id: str | None) -> Assignment | None: ...
+    def subscribe(self, session: "MinerSession", resume_id: str | None, now: float) -> Assignment | None: ...
 
     def authorize(self, session: "MinerSession", username: str, password: str) -> bool: ...
 
     def known_profile(self, profile: str) -> bool: ...
 
-    def profile_chosen(self, session: "MinerSession") -> "tuple[Assignment, ProxyJob | None] | None":
+    def profile_chosen(self, session: "MinerSession",
+                       now: float) -> "tuple[Assignment, ProxyJob | None] | None":
         """Where a miner that just named its profile must mine, when that is elsewhere."""
         ...
 
@@ -226,7 +227,7 @@ class MinerSession:
             return [self._error(request, stratum.OTHER, "already subscribed")]
         self.user_agent = params[0] if params and isinstance(params[0], str) else ""
         resume_id = params[1] if len(params) > 1 and isinstance(params[1], str) else None
-        assignment = self.hub.subscribe(self, resume_id)
+        assignment = self.hub.subscribe(self, resume_id, now)
         if assignment is None:
             return [self._error(request, stratum.OTHER, "no upstream work available, try again later"),
                     Close("no upstream available")]
@@ -262,7 +263,7 @@ class MinerSession:
         if first:
             actions += self._choose_profile(options.profile or split_username(username)[1])
         if first and self.assignment is not None:
-            moved = self.hub.profile_chosen(self)
+            moved = self.hub.profile_chosen(self, now)
             if moved is not None:
                 return actions + self.move(moved[0], moved[1], now)
             job = self.hub.current_job(self.assignment.upstream)

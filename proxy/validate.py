@@ -107,3 +107,24 @@ def block_hash(candidate: ShareCandidate, pow_hash: bytes) -> str | None:
     if hash_to_int(pow_hash) > bits_to_target(candidate.job.job.bits):
         return None
     return hash_to_hex(sha256d(candidate.header))
+
+
+@dataclass(slots=True)
+class JudgedShare:
+    """A share's verdict, once, as every consumer of it gets it (the upstream it goes on to, the
+    accounting, the miner's reply, the metrics and the ban policy): refused before its hash
+    (`candidate` None) or judged by it."""
+
+    ip: str
+    worker: str
+    upstream: str
+    job_id: str
+    """The proxy's job id (as the miner sent it: a refused share's may be made up)."""
+    difficulty: float
+    """The miner's difficulty for it."""
+    verdict: Verdict
+    now: float
+    candidate: ShareCandidate | None = None
+    coin: str | None = None
+    block_hash: str | None = None
+    """Set when the share also meets its job's network target: a block."""

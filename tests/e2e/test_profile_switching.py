@@ -298,7 +298,7 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 
 def upstream(proxy: Proxy, name: str) -> Upstream:
-    found = proxy.router.upstream(name)
+    found = proxy.upstream(name)
     assert found is not None, name
     return found
 

@@ -1,9 +1,9 @@
 """Plumbing for the tests against real third-party peers: a real Proxy built from a real
 ProxyConfig, and a record of what it did with every share and every job.
 
-The record hooks the proxy's own seams, it changes nothing: `StratumServer.on_share` (each hashed
-share), `count_rejection` (every refused share, before or after hashing), `forward` (each share
-sent upstream, and the upstream's verdict) and the router's `JobBook.add` (every job miners get).
+The record subscribes to the proxy's own seams, it changes nothing: `StratumServer.share_consumers`
+(every share's verdict, refused before its hash or judged by it), `forward_consumers` (the
+upstream's verdict on each share sent on) and the router's `JobBook.add` (every job miners get).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from proxy.app import Proxy
 from proxy.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from proxy.jobs import ProxyJob
 from proxy.upstream.base import SubmitOutcome, UpstreamWork
-from proxy.validate import Rejection, ShareCandidate, Verdict
+from proxy.validate import JudgedShare, ShareCandidate
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.services.peers import FoundationPool, PeerProcess, PoolShare
 
@@ -91,31 +91,14 @@ class ShareLog:
     answers: list[Answer] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
     jobs: list[JobEntry] = field(default_factory=list)
-    _reached: dict[tuple[str, bytes, int, int], float] = field(default_factory=dict)
+    _forwarding: dict[tuple[str, bytes, int, int], Forward] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         server = self.proxy.server
-        assert server.on_share is None, "another hook owns StratumServer.on_share"
-        server.on_share = self._on_share
-        count_rejection, forward = server.count_rejection, server.forward
+        server.share_consumers.append(self._on_share)
+        server.forward_consumers.append(self._on_forwarded)
         book = self.proxy.router.book
         add = book.add
-
-        def counting(conn: Any, worker: str, rejection: Rejection, job_id: str, upstream: str,
-                     difficulty: float) -> None:
-            self.answers.append(Answer(time.monotonic(), worker, upstream, job_id, False,
-                                       f"{rejection.reason}: {rejection.message}", difficulty, None))
-            count_rejection(conn, worker, rejection, job_id, upstream, difficulty)
-
-        async def forwarding(candidate: ShareCandidate) -> SubmitOutcome | None:
-            job = candidate.job
-            record = Forward(time.monotonic(), candidate.worker, job.upstream, job.id, job.job.job_id,
-                             share_target_to_difficulty(job.work.target),
-                             self._reached.get(_key(candidate)))
-            self.forwards.append(record)
-            outcome = await forward(candidate)
-            record.outcome, record.answered_at = outcome, time.monotonic()
-            return outcome
 
         def adding(upstream: str, work: UpstreamWork, now: float, coin: str | None = None) -> ProxyJob:
             job = add(upstream, work, now, coin)
@@ -124,16 +107,26 @@ class ShareLog:
                                       share_target_to_difficulty(work.target)))
             return job
 
-        server.count_rejection = counting  # type: ignore[method-assign]
-        server.forward = forwarding  # type: ignore[method-assign]
         book.add = adding  # type: ignore[method-assign]
 
-    def _on_share(self, conn: Any, candidate: ShareCandidate, verdict: Verdict) -> None:
-        self._reached[_key(candidate)] = verdict.share_difficulty
-        if verdict.accepted:
-            self.answers.append(Answer(time.monotonic(), candidate.worker, candidate.job.upstream,
-                                       candidate.job.id, True, None, candidate.difficulty,
-                                       verdict.share_difficulty))
+    def _on_share(self, judged: JudgedShare) -> None:
+        verdict, candidate = judged.verdict, judged.candidate
+        rejection = verdict.rejection
+        self.answers.append(Answer(time.monotonic(), judged.worker, judged.upstream, judged.job_id,
+                                   rejection is None,
+                                   None if rejection is None else f"{rejection.reason}: {rejection.message}",
+                                   judged.difficulty, verdict.share_difficulty if candidate else None))
+        if verdict.meets_upstream and candidate is not None:
+            job = candidate.job
+            self._forwarding[_key(candidate)] = record = Forward(
+                time.monotonic(), candidate.worker, job.upstream, job.id, job.job.job_id,
+                share_target_to_difficulty(job.work.target), verdict.share_difficulty)
+            self.forwards.append(record)
+
+    def _on_forwarded(self, judged: JudgedShare, outcome: SubmitOutcome) -> None:
+        assert judged.candidate is not None
+        record = self._forwarding.pop(_key(judged.candidate))
+        record.outcome, record.answered_at = outcome, time.monotonic()
 
     # -- queries ----------------------------------------------------------------------------------
 

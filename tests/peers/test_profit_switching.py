@@ -73,7 +73,7 @@ async def test_profile_moved_between_an_idle_and_a_busy_pool_loses_no_share(
         # The idle pool's last job: one block on its chain, then nothing.
         kicked = time.monotonic()
         await asyncio.to_thread(idle.pair.generate, 1)
-        idle_upstream = run.proxy.router.upstream("idle")
+        idle_upstream = run.proxy.upstream("idle")
         assert idle_upstream is not None
         await wait_until(lambda: run.shares.jobs_of("idle", kicked) and idle_upstream.healthy, 30,
                          "the idle pool's job on its new block at the proxy", idle)

@@ -35,7 +35,7 @@ async def test_pool_client_reconnect_is_followed(pool: PoolServer, make_proxy) -
     other = PoolServer()
     await other.start()
     try:
-        upstream = proxy.router.upstream("p1")
+        upstream = proxy.upstream("p1")
         assert pool.connections == 1
         pool.broadcast(stratum.notify("client.reconnect", ["127.0.0.1", other.port, 0]))
         await wait_for(lambda: other.connections == 1 and upstream.healthy, "the move to the new address")

@@ -18,7 +18,7 @@ async def test_killed_pool_moves_miners_with_set_extranonce(make_proxy, miners) 
     a, b = await _two_pools()
     try:
         proxy = await make_proxy([pool_upstream(a, "a", priority=0), pool_upstream(b, "b", priority=1)])
-        await wait_for(lambda: proxy.router.upstream("b").healthy, "hot standby b")
+        await wait_for(lambda: proxy.upstream("b").healthy, "hot standby b")
         assert proxy.router.active == "a"
         miner = await miners(proxy.ports["tcp"])
         await miner.subscribe(extranonce=True)
@@ -32,7 +32,7 @@ async def test_killed_pool_moves_miners_with_set_extranonce(make_proxy, miners) 
         moved_after = time.monotonic() - killed_at
         assert moved_after < 3.0
         await wait_for(lambda: miner.extranonce1 != old_extranonce1, "mining.set_extranonce")
-        assert miner.extranonce1[:4] == proxy.router.upstream("b").extranonce1
+        assert miner.extranonce1[:4] == proxy.upstream("b").extranonce1
         assert not miner.closed.is_set()  # the miner stayed connected through the failover
         miner.jobs.clear()
         assert (await miner.mine_one("w1")).result is True
@@ -47,7 +47,7 @@ async def test_miner_without_extranonce_subscribe_gets_reconnect(make_proxy, min
     a, b = await _two_pools()
     try:
         proxy = await make_proxy([pool_upstream(a, "a", priority=0), pool_upstream(b, "b", priority=1)])
-        await wait_for(lambda: proxy.router.upstream("b").healthy, "hot standby b")
+        await wait_for(lambda: proxy.upstream("b").healthy, "hot standby b")
         miner = await miners(proxy.ports["tcp"])
         await miner.subscribe(extranonce=False)
         await miner.authorize("w2")
@@ -58,7 +58,7 @@ async def test_miner_without_extranonce_subscribe_gets_reconnect(make_proxy, min
         await asyncio.wait_for(miner.closed.wait(), 5)
         again = await miners(proxy.ports["tcp"])
         await again.subscribe()
-        assert again.extranonce1[:4] == proxy.router.upstream("b").extranonce1
+        assert again.extranonce1[:4] == proxy.upstream("b").extranonce1
     finally:
         await a.stop()
         await b.stop()
@@ -68,7 +68,7 @@ async def test_silent_pool_fails_over_and_preferred_pool_is_taken_back(make_prox
     a, b = await _two_pools()
     try:
         proxy = await make_proxy([pool_upstream(a, "a", priority=0), pool_upstream(b, "b", priority=1)])
-        await wait_for(lambda: proxy.router.upstream("b").healthy, "hot standby b")
+        await wait_for(lambda: proxy.upstream("b").healthy, "hot standby b")
         miner = await miners(proxy.ports["tcp"])
         await miner.subscribe()
         await miner.authorize("w3")
@@ -79,7 +79,7 @@ async def test_silent_pool_fails_over_and_preferred_pool_is_taken_back(make_prox
         a.silent = False
         # The proxy dropped the silent session; the pool answers again on reconnect.
         await wait_for(lambda: proxy.router.active == "a", "fallback to the preferred pool", timeout=15)
-        assert miner.extranonce1[:4] == proxy.router.upstream("a").extranonce1
+        assert miner.extranonce1[:4] == proxy.upstream("a").extranonce1
     finally:
         await a.stop()
         await b.stop()
@@ -95,7 +95,7 @@ async def test_small_extranonce2_opens_more_upstream_sessions(make_proxy, miners
         first = await miners(proxy.ports["tcp"])
         assert (await first.subscribe()).error is None
         group = proxy.router.groups["small"]
-        await wait_for(lambda: len(group.members) == 2 and all(m.upstream.healthy for m in group.members),
+        await wait_for(lambda: len(group.members) == 2 and all(m.healthy for m in group.members),
                        "a spare upstream session")
         second = await miners(proxy.ports["tcp"])
         assert (await second.subscribe()).error is None

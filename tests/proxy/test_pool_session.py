@@ -23,7 +23,7 @@ async def test_the_job_sent_with_the_subscribe_answer_is_mined_at_once(make_prox
         await miner.authorize("w1")
         mjob = await miner.wait_job(timeout=5)
         print(f"first job at the miner {time.monotonic() - started:.2f} s after the proxy started")
-        assert proxy.router.upstream("a").work is not None
+        assert proxy.upstream("a").work is not None
         assert mjob.job.prevhash == pool.current.prevhash
         assert (await miner.mine_one("w1")).result is True
         await pool.wait_for(lambda: len(pool.accepted()) == 1)
@@ -33,7 +33,7 @@ async def test_no_work_is_published_before_the_pool_authorizes_and_early_miners_
         make_proxy, miners) -> None:
     async with PoolServer(authorize_delay_s=1.5) as pool:
         proxy = await make_proxy([pool_upstream(pool, "a")], ready=False)
-        upstream = proxy.router.upstream("a")
+        upstream = proxy.upstream("a")
         assert upstream is not None
         early = await miners(proxy.ports["tcp"])
         subscribing = asyncio.create_task(early.subscribe())  # before the proxy has any work
@@ -55,7 +55,7 @@ async def test_after_every_pool_restart_forwarded_shares_carry_the_new_sessions_
     await pool.start()
     try:
         proxy = await make_proxy([pool_upstream(pool, "a")])
-        upstream = proxy.router.upstream("a")
+        upstream = proxy.upstream("a")
         assert upstream is not None
         miner = await miners(proxy.ports["tcp"])
         await miner.subscribe(extranonce=True)

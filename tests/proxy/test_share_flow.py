@@ -12,7 +12,7 @@ async def test_valid_share_is_accepted_and_forwarded(pool: PoolServer, make_prox
     sub = await miner.subscribe()
     assert sub.error is None
     # extranonce1 = the pool's extranonce1 for the proxy + a 2-byte per-miner prefix
-    upstream = proxy.router.upstream("p1")
+    upstream = proxy.upstream("p1")
     assert miner.extranonce1[:4] == upstream.extranonce1
     assert len(miner.extranonce1) == 6 and miner.extranonce2_size == 2
     assert (await miner.authorize("alice", "d=0.001")).result is True

@@ -69,7 +69,7 @@ async def test_decisions_move_only_the_profiles_miners(make_proxy, miners, pg_ds
         proxy = await make_proxy(upstreams, dsn=pg_dsn,
                                  switching=SwitchingConfig(api_url=api.url, poll_s=0.3, stagger_miners=1,
                                                            stagger_interval_s=0.05))
-        await wait_for(lambda: proxy.router.upstream("doge-pool").healthy, "doge pool")
+        await wait_for(lambda: proxy.upstream("doge-pool").healthy, "doge pool")
         await wait_for(lambda: "maxusd" in proxy.router.routes, "the first decisions")
 
         chaser = await miners(proxy.ports["tcp"])
@@ -86,13 +86,13 @@ async def test_decisions_move_only_the_profiles_miners(make_proxy, miners, pg_ds
         assert "unknown profile 'nosuchprofile'" in next(n for n in stranger.notifications
                                                      if n.method == "client.show_message").params[0]
 
-        ltc_en1 = proxy.router.upstream("ltc-pool").extranonce1
+        ltc_en1 = proxy.upstream("ltc-pool").extranonce1
         assert chaser.extranonce1[:4] == ltc_en1 and pinned.extranonce1[:4] == ltc_en1
         assert (await chaser.mine_one("w1+maxusd")).result is True
         old_job = chaser.jobs[-1]
 
         api.decide("maxusd", "DOGE", "doge-pool", reason="DOGE pays 12.5 % more")
-        doge_en1 = proxy.router.upstream("doge-pool").extranonce1
+        doge_en1 = proxy.upstream("doge-pool").extranonce1
         await wait_for(lambda: chaser.extranonce1[:4] == doge_en1, "the maxusd miner to move", timeout=5)
         assert pinned.extranonce1[:4] == ltc_en1  # the fixed profile stays
         assert stranger.extranonce1[:4] == ltc_en1  # default profile: no decision, no move

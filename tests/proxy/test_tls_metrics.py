@@ -47,7 +47,7 @@ async def test_pool_tls_is_verified(make_proxy, tmp_path: Path) -> None:
         untrusted = replace(base, name="untrusted", url=url, priority=1)  # system CAs only
         proxy = await make_proxy([trusted, untrusted])
         assert proxy.router.active == "secure"
-        untrusted_upstream = proxy.router.upstream("untrusted")
+        untrusted_upstream = proxy.upstream("untrusted")
         await wait_for(lambda: untrusted_upstream.last_error is not None, "the untrusted upstream to fail")
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted_upstream.last_error
         assert not untrusted_upstream.healthy

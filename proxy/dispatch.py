@@ -1,0 +1,161 @@
+"""The asyncio shell around the pure router: feeds it events with the clock, carries out its actions.
+
+Upstreams' job and state listeners, the keep-alive tick and profile decisions become router events;
+what it answers is done here and only here: session actions delivered to a miner's connection, a
+job written to every miner on its upstream at once (the cyclic GC paused meanwhile), staggered moves
+put on the loop's timer, another session opened to an upstream whose extranonce space fills, and
+each move logged and handed to whoever counts and records them.
+"""
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from proxy.router import Deliver, FanOut, Move, MoveLater, OpenSession, Router, RouterAction
+from proxy.session import Action, MinerSession
+from proxy.upstream.base import Upstream, UpstreamWork
+from qscrypt.log import get_logger
+
+
+class Connection(Protocol):
+    """What the dispatcher needs of a miner's connection (`proxy.server.MinerConnection`)."""
+
+    session: MinerSession
+
+    def deliver(self, actions: list[Action]) -> None: ...
+
+    def write_now(self, data: bytes) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, router: Router, spawn: Callable[[str, int], Upstream] | None = None,
+                 on_move: Callable[[Move], None] | None = None,
+                 on_fan_out: Callable[[float, int], None] | None = None) -> None:
+        """`spawn(group, index)` makes another session to a group's upstream (not started);
+        `on_move` hears of every move; `on_fan_out` of how long a job took to reach every miner's
+        socket and how many miners."""
+        self.router = router
+        self.upstreams: dict[str, Upstream] = {}
+        self._connections: dict[int, Connection] = {}
+        self._spawn = spawn
+        self._on_move = on_move
+        self._on_fan_out = on_fan_out
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = get_logger(component="router")
+
+    # -- upstreams ------------------------------------------------------------------------------
+
+    def add_group(self, name: str, priority: int, upstream: Upstream, can_grow: bool) -> None:
+        self.router.add_group(name, priority, upstream.name, upstream.coin, can_grow)
+        self._watch(upstream)
+
+    def _watch(self, upstream: Upstream) -> None:
+        self.upstreams[upstream.name] = upstream
+        upstream.on_job(self._upstream_job)
+        upstream.on_state(self._upstream_state)
+
+    def upstream(self, name: str) -> Upstream | None:
+        return self.upstreams.get(name)
+
+    def _upstream_job(self, upstream: Upstream, work: UpstreamWork) -> None:
+        started = time.perf_counter()
+        # A full collection over ten thousand sessions takes tens of milliseconds: let it wait
+        # until every miner has the job (at most one fan-out's worth of garbage meanwhile).
+        with _gc_paused():
+            self.perform(self.router.upstream_job(upstream.name, work, time.monotonic()), started)
+
+    def _upstream_state(self, upstream: Upstream) -> None:
+        self.perform(self.router.upstream_state(upstream.name, upstream.healthy, upstream.work is not None,
+                                                upstream.last_error, time.monotonic()))
+
+    # -- miners and decisions -------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self._connections[conn.session.conn_id] = conn
+        self.router.miner_joined(conn.session)
+
+    def unregister(self, conn: Connection) -> None:
+        self._connections.pop(conn.session.conn_id, None)
+        self.router.miner_left(conn.session, time.monotonic())
+
+    def after_session(self) -> None:
+        """A miner's messages went to its session: what the session's questions to the router set
+        in motion (another upstream session for a filling group) happens now."""
+        pending = self.router.take_pending()
+        if pending:
+            self.perform(pending)
+
+    def set_decision(self, profile: str, coin: str | None, group: str | None, reason: str,
+                     expected_gain: float | None = None) -> None:
+        self.perform(self.router.set_decision(profile, coin, group, reason, expected_gain, time.monotonic()))
+
+    def keepalive(self) -> None:
+        started = time.perf_counter()
+        with _gc_paused():
+            self.perform(self.router.keepalive(time.monotonic(), time.time()), started)
+
+    def close(self) -> None:
+        """Upstreams going down one by one at shutdown move nobody; staggered moves are dropped."""
+        self.router.closing = True
+        for task in self._tasks:
+            task.cancel()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def perform(self, actions: list[RouterAction], started: float | None = None) -> None:
+        """Carry the actions out; `started` (perf_counter) is when the event that made a fan-out
+        came, so its time counts the sessions' notifies too, not only the writes."""
+        for action in actions:
+            if isinstance(action, FanOut):
+                self._fan_out(action, time.perf_counter() if started is None else started)
+            elif isinstance(action, Deliver):
+                conn = self._connections.get(action.conn_id)
+                if conn is not None:
+                    conn.deliver(action.actions)
+            elif isinstance(action, MoveLater):
+                asyncio.get_running_loop().call_later(action.delay_s, self._move_batch, action)
+            elif isinstance(action, OpenSession):
+                self._open(action)
+            elif isinstance(action, Move):
+                self._log.warning("router.active", profile=action.profile, previous=action.previous,
+                                  active=action.active, moved=action.miners, kind=action.kind,
+                                  reason=action.reason)
+                if self._on_move is not None:
+                    self._on_move(action)
+
+    def _move_batch(self, batch: MoveLater) -> None:
+        if not self.router.closing:
+            self.perform(self.router.move_batch(batch.conn_ids, batch.group, time.monotonic()))
+
+    def _fan_out(self, fan_out: FanOut, started: float) -> None:
+        connections = self._connections
+        for conn_id, data in fan_out.writes:
+            conn = connections.get(conn_id)
+            if conn is not None:
+                conn.write_now(data)
+        if self._on_fan_out is not None:
+            self._on_fan_out(time.perf_counter() - started, len(fan_out.writes))
+
+    def _open(self, action: OpenSession) -> None:
+        if self._spawn is None:
+            return
+        upstream = self._spawn(action.group, action.index)
+        self.router.add_member(action.group, upstream.name, upstream.coin)
+        self._watch(upstream)
+        task = asyncio.get_running_loop().create_task(upstream.start())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
