@@ -60,7 +60,7 @@ from mining.serialize import bip34_height, push_data
 from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
-from proxy.upstream.rpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
+from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
 
@@ -168,7 +168,8 @@ class DaemonUpstream(Upstream):
         self._key = key
         self._dsn = dsn
         self._journal = journal
-        self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password, config.rpc_cookie_file)
+        self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password,
+                                 cookie_file=config.rpc_cookie_file)
         self.extranonce1 = secrets.token_bytes(EXTRANONCE1_SIZE)
         self.accepted = 0
         self.rejected = 0
@@ -227,7 +228,7 @@ class DaemonUpstream(Upstream):
     async def _poll(self) -> None:
         if not self._chain_checked:
             await self._check_chain()
-        best = await self.rpc.call("getbestblockhash", timeout_s=_POLL_TIMEOUT_S)
+        best = await self.rpc.acall("getbestblockhash", timeout_s=_POLL_TIMEOUT_S)
         now = time.monotonic()
         current = self._current
         if (self.work is not None and current is not None and now < self._refresh_at
@@ -247,7 +248,7 @@ class DaemonUpstream(Upstream):
             raise
 
     async def _check_chain(self) -> None:
-        info = await self.rpc.call("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
+        info = await self.rpc.acall("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
         chain = info.get("chain") if isinstance(info, dict) else None
         if chain != self.profile.network:
             raise DaemonError(f"the daemon at {self.config.rpc_url} runs chain {chain!r}, but "
@@ -256,8 +257,8 @@ class DaemonUpstream(Upstream):
         self._log.info("daemon.connected", url=self.config.rpc_url, chain=chain, blocks=info.get("blocks"))
 
     async def _new_work(self) -> None:
-        template = await self.rpc.call("getblocktemplate", {"rules": list(self.profile.gbt_rules)},
-                                       timeout_s=_TEMPLATE_TIMEOUT_S)
+        template = await self.rpc.acall("getblocktemplate", {"rules": list(self.profile.gbt_rules)},
+                                        timeout_s=_TEMPLATE_TIMEOUT_S)
         if not isinstance(template, dict):
             raise DaemonError(f"getblocktemplate answered {type(template).__name__}, not an object")
         if "mweb" in template and not self.profile.mweb:
@@ -358,7 +359,7 @@ class DaemonUpstream(Upstream):
             if attempt:
                 await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
             try:
-                answer = await self.rpc.call("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
+                answer = await self.rpc.acall("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
                 break
             except RpcCallError as exc:
                 return "rejected", exc.message  # e.g. "Block decode failed"
@@ -382,7 +383,7 @@ class DaemonUpstream(Upstream):
     async def _chain_place(self, block_hash: str) -> str | None:
         """"best", "side" (stored off the best chain), "unknown", or None when the daemon did not say."""
         try:
-            header = await self.rpc.call("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
+            header = await self.rpc.acall("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
         except RpcCallError:
             return "unknown"  # -5 Block not found
         except RpcError:
