@@ -57,6 +57,7 @@ from mining.coins import coin
 from mining.hashing import hash_to_hex, sha256d
 from mining.job import Job
 from mining.serialize import bip34_height, push_data
+from proxy import db
 from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
@@ -84,13 +85,6 @@ _HIGHEST_HEIGHT = 2**31 - 1  # the longest BIP34 height push a coinbase will eve
 _ASK_THE_CHAIN = (None, "duplicate", "inconclusive", "duplicate-inconclusive")
 # Template fields besides the transactions whose change makes new work (curtime alone does not).
 _WORK_KEYS = ("previousblockhash", "version", "bits", "coinbasevalue", "mweb")
-
-_INSERT_BLOCK = """
-INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
-    WHERE blocks.status = 'pending'
-"""
 
 
 class DaemonError(Exception):
@@ -133,8 +127,8 @@ async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None
     """One journaled block (`BlockRecord.to_json`) into `blocks`: idempotent on the hash, and a
     pending row takes the final status when it comes."""
     block = BlockRecord.from_json(record)
-    await conn.execute(_INSERT_BLOCK, block.coin, block.height, block.hash, block.worker, block.upstream,
-                       block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
+    await db.insert_block(conn, block.coin, block.height, block.hash, block.worker, block.upstream,
+                          block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
 
 
 class DaemonUpstream(Upstream):
