@@ -34,8 +34,9 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from proxy.accounting import SHARE_COLUMNS, Accounting, ShareRow, ShareWriter, share_log
+from proxy.accounting import Accounting, ShareWriter, share_log
 from proxy.app import _tune_gc
+from proxy.db import SHARE_COLUMNS, ShareRow
 from proxy.journal import RecordJournal
 from qscrypt.db.embedded import EmbeddedPostgres
 from qscrypt.db.migrate import migrate

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from mining.target import HASHES_PER_NETWORK_DIFF1, HASHES_PER_SHARE_DIFF1, hashrate_from_shares
+from proxy import db
+from proxy.db import SHARE_COLUMNS, ShareRow, WorkerTotals
 from proxy.journal import (
     RecordJournal,
     Segment,
@@ -48,9 +50,7 @@ from qscrypt.log import get_logger
 if TYPE_CHECKING:
     from proxy.metrics import ProxyMetrics
 
-SHARE_COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason",
-                 "block_hash")
-ShareRow = tuple[datetime, str, str, str, float, float | None, str, str | None, str | None]
+# Refusals counted in metrics but never stored: their worker name is one nobody authorized.
 _UNRECORDED = frozenset((UNAUTHORIZED, NOT_SUBSCRIBED))
 
 
@@ -247,22 +247,7 @@ _COMMAND_TIMEOUT_S = 60.0
 _CLOSE_FLUSH_S = 10.0
 _LOG_REPEAT_S = 60.0
 _MARKER_DAYS = 30
-
-# One statement for a segment's workers (arrays, not one statement per worker: executemany cost
-# more than the COPY with a thousand workers, bench.recording). Names come sorted, so writers of
-# several proxy processes lock the same rows in the same order and never deadlock each other.
-_INSERT_WORKERS = """
-INSERT INTO workers (name, accepted, rejected, stale, last_share_at, last_seen)
-SELECT name, accepted, rejected, stale, at, at
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
-    AS t (name, accepted, rejected, stale, at)
-ON CONFLICT (name) DO UPDATE SET
-    accepted = workers.accepted + EXCLUDED.accepted,
-    rejected = workers.rejected + EXCLUDED.rejected,
-    stale = workers.stale + EXCLUDED.stale,
-    last_share_at = GREATEST(workers.last_share_at, EXCLUDED.last_share_at),
-    last_seen = GREATEST(workers.last_seen, EXCLUDED.last_seen)
-"""
+_PARTITION_DAYS = 3
 
 
 class ShareWriter:
@@ -478,10 +463,8 @@ class ShareWriter:
         else:
             rows = segment.rows
         async with conn.transaction():
-            fresh = await conn.fetchval(
-                "INSERT INTO recorded_segments (segment, rows) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                " RETURNING true", uuid.UUID(segment.key), len(rows))
-            if not fresh:  # committed before a crash that kept its file: nothing to write twice
+            if not await db.mark_recorded(conn, uuid.UUID(segment.key), len(rows)):
+                # committed before a crash that kept its file: nothing to write twice
                 self._log.info("shares.segment_already_recorded", segment=segment.key, file=str(segment.path))
                 return 0
             refused = await self._insert_rows(conn, rows)
@@ -511,8 +494,8 @@ class ShareWriter:
 
     @staticmethod
     async def _insert(conn: asyncpg.Connection, rows: list[ShareRow]) -> None:
-        await conn.copy_records_to_table("shares", records=rows, columns=SHARE_COLUMNS)
-        await conn.execute(_INSERT_WORKERS, *zip(*worker_totals(rows), strict=True))
+        await db.copy_shares(conn, rows)
+        await db.add_worker_totals(conn, worker_totals(rows))
 
     async def _quarantine(self, segment: str, refused: list[tuple[int, ShareRow, BaseException]],
                           unreadable: list[Unreadable]) -> None:
@@ -591,12 +574,10 @@ class ShareWriter:
             marker = uuid.uuid5(uuid.NAMESPACE_URL, f"qscrypt-quarantine:{entry.get('segment')}:{place}")
             await self._ensure_partitions(conn)
             async with conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO recorded_segments (segment, rows) VALUES ($1, 1) ON CONFLICT DO NOTHING"
-                    " RETURNING true", marker)
+                fresh = await db.mark_recorded(conn, marker, 1)
                 if fresh:
                     await self._insert(conn, [row])
-            return bool(fresh)
+            return fresh
         apply = blocks.get(str(kind))
         if apply is not None and isinstance(entry.get("record"), dict):
             async with conn.transaction():
@@ -609,7 +590,7 @@ class ShareWriter:
         today = datetime.now(UTC).date()
         if self._partitions_until is not None and today < self._partitions_until:
             return
-        await conn.fetchval("SELECT qscrypt_ensure_share_partitions($1, 3)", today)
+        await db.ensure_share_partitions(conn, today, _PARTITION_DAYS)
         self._partitions_until = today + timedelta(days=1)
 
     async def _prune_markers(self, conn: asyncpg.Connection) -> None:
@@ -618,8 +599,7 @@ class ShareWriter:
         today = datetime.now(UTC).date()
         if self._markers_pruned == today:
             return
-        await conn.execute("DELETE FROM recorded_segments"
-                           " WHERE recorded_at < now() - make_interval(days => $1)", _MARKER_DAYS)
+        await db.prune_recorded(conn, _MARKER_DAYS)
         self._markers_pruned = today
 
     async def _write_coin_tallies(self, conn: asyncpg.Connection) -> None:
@@ -631,40 +611,27 @@ class ShareWriter:
         if not tallies:
             return
         try:
-            market = {r["symbol"]: r for r in await conn.fetch(
-                "SELECT symbol, difficulty, block_reward, price_usd FROM coins WHERE algorithm = 'scrypt'"
-                " AND NOT stale")}
-            rows = []
+            market = await db.scrypt_quotes(conn)
+            rows: list[db.WorkerCoinDay] = []
             day = datetime.now(UTC).date()
             for (worker, coin), tally in tallies.items():
                 quote = market.get(coin)
                 coins = usd = 0.0
                 unpriced = tally.difficulty
-                if quote is not None and quote["difficulty"] and quote["block_reward"] is not None:
+                if quote is not None and quote.difficulty and quote.block_reward is not None:
                     # share difficulty d is d·2^16 hashes; a block takes D·2^32 of them
-                    coins = tally.difficulty * HASHES_PER_SHARE_DIFF1 * float(quote["block_reward"]) / (
-                        float(quote["difficulty"]) * HASHES_PER_NETWORK_DIFF1)
-                    usd = coins * float(quote["price_usd"] or 0.0)
+                    coins = tally.difficulty * HASHES_PER_SHARE_DIFF1 * quote.block_reward / (
+                        quote.difficulty * HASHES_PER_NETWORK_DIFF1)
+                    usd = coins * (quote.price_usd or 0.0)
                     unpriced = 0.0
                 rows.append((day, worker, coin, tally.seconds, tally.difficulty, coins, usd, unpriced))
-            await conn.executemany(
-                """
-                INSERT INTO worker_coin_daily AS w (day, worker, coin, seconds, accepted_difficulty,
-                                                    expected_coins, expected_usd, unpriced_difficulty)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                ON CONFLICT (day, worker, coin) DO UPDATE SET
-                    seconds = w.seconds + EXCLUDED.seconds,
-                    accepted_difficulty = w.accepted_difficulty + EXCLUDED.accepted_difficulty,
-                    expected_coins = w.expected_coins + EXCLUDED.expected_coins,
-                    expected_usd = w.expected_usd + EXCLUDED.expected_usd,
-                    unpriced_difficulty = w.unpriced_difficulty + EXCLUDED.unpriced_difficulty
-                """, rows)
+            await db.add_worker_coin_days(conn, rows)
         except BaseException:
             self.accounting.return_coin_tallies(tallies)  # the next flush tries again
             raise
 
 
-def worker_totals(rows: list[ShareRow]) -> list[tuple[str, int, int, int, datetime]]:
+def worker_totals(rows: list[ShareRow]) -> list[WorkerTotals]:
     """(name, accepted, rejected, stale, last share) per worker, sorted by name."""
     totals: dict[str, list[Any]] = {}
     for row in rows:

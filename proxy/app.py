@@ -5,7 +5,6 @@ import contextlib
 import gc
 import hashlib
 import hmac
-import json
 import os
 import socket
 import ssl
@@ -13,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
+from proxy import db
 from proxy.accounting import Accounting, ShareWriter, share_log
 from proxy.config import ProxyConfig, UpstreamConfig
 from proxy.decisions import DecisionFeed
@@ -154,17 +154,12 @@ class Proxy:
             conn = await asyncpg.connect(self.dsn, timeout=5)
             try:
                 if move.kind == SWITCH:
-                    await conn.execute(
-                        "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream,"
-                        " reason, expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
-                        move.profile, move.miners, move.previous, move.active, move.reason,
-                        move.expected_gain)
+                    await db.insert_switch_event(conn, move.profile, move.miners, move.previous, move.active,
+                                                 move.reason, move.expected_gain)
                 else:
                     detail = {"profile": move.profile, "from": move.previous, "to": move.active,
                               "miners": move.miners}
-                    await conn.execute(
-                        "INSERT INTO upstream_events (upstream, event, detail) VALUES ($1, $2, $3::jsonb)",
-                        move.active, move.kind, json.dumps(detail))
+                    await db.insert_upstream_event(conn, move.active, move.kind, detail)
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError) as exc:
@@ -226,10 +221,10 @@ class Proxy:
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=5)
                 try:
-                    rows = await conn.fetch("SELECT token_hash FROM workers WHERE token_hash IS NOT NULL")
+                    stored = await db.worker_token_hashes(conn)
                 finally:
                     await conn.close()
-                self._token_hashes = configured | {r["token_hash"] for r in rows}
+                self._token_hashes = configured | stored
             except (OSError, asyncpg.PostgresError) as exc:
                 self.log.warning("tokens.refresh_failed", error=str(exc))
             await asyncio.sleep(30)

@@ -14,11 +14,10 @@ from typing import Any
 
 import aiohttp
 
+from proxy import db
 from proxy.config import SwitchingConfig, UpstreamConfig
 from proxy.dispatch import Dispatcher
 from qscrypt.log import get_logger
-
-CHANNEL = "qscrypt_decisions"
 
 
 def match_group(choice: dict[str, Any], upstreams: list[UpstreamConfig]) -> str | None:
@@ -118,11 +117,11 @@ class DecisionFeed:
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=5)
                 try:
-                    await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                    await db.listen_decisions(conn, lambda *_: self._wake.set())
                     self._wake.set()  # catch up on whatever changed while not listening
                     while not conn.is_closed():
                         await asyncio.sleep(5)
-                        await conn.execute("SELECT 1")  # notices a dead connection
+                        await db.ping(conn)  # notices a dead connection
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.close()

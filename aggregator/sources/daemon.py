@@ -6,43 +6,33 @@ block's subsidy plus fees in satoshis, and its `height`. The block time is the c
 target from the configuration: no RPC reports it. A node that cannot make a template (no peer:
 -9, initial sync: -10) still yields difficulty and hashrate.
 
-RPC errors come back as HTTP 500 (404 for an unknown method) with {"result": null, "error":
-{"code": -10, "message": "..."}}.
+The JSON-RPC itself (request, credentials, typed errors) is `qscrypt.jsonrpc`'s; the requests go
+through the aggregator's HTTP path like every other source's, for its timeout, retries and rate
+limit. RPC errors come back as HTTP 500 (404 for an unknown method) with a JSON body.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import count
 from typing import Any
-
-import aiohttp
 
 from aggregator.config import CoinConfig, SourceConfig
 from aggregator.http import HttpClient
 from aggregator.model import CoinId, Observation, ParseError, SourceData, SourceKind
 from aggregator.parsing import expect_dict, number, positive
 from aggregator.sources.base import utcnow
+from qscrypt import jsonrpc
 
 SATOSHIS_PER_COIN = 100_000_000
 _RPC_ERROR_STATUS = (400, 404, 500)
 
 
-class RpcError(Exception):
-    def __init__(self, method: str, code: int | None, message: str) -> None:
-        super().__init__(f"{method}: RPC error {code}: {message}")
-        self.code = code
-
-
 def rpc_result(payload: Any, method: str) -> Any:
-    body = expect_dict(payload, f"{method} reply")
-    error = body.get("error")
-    if error:
-        code = error.get("code") if isinstance(error, dict) else None
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise RpcError(method, code, str(message))
-    if "result" not in body:
-        raise ParseError(f"{method}: reply has neither result nor error")
-    return body["result"]
+    """The result of a decoded reply; an error object raises `jsonrpc.RpcCallError`, and a reply
+    that is not JSON-RPC is this source's ParseError, like any other source's unexpected answer."""
+    try:
+        return jsonrpc.result_of(method, payload)
+    except jsonrpc.RpcTransportError as exc:
+        raise ParseError(str(exc)) from None
 
 
 def parse_mining_info(
@@ -87,7 +77,6 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.name = self.name or f"daemon:{self.coin.symbol}"
-        self._ids = count(1)
 
     async def fetch(self, http: HttpClient) -> SourceData:
         info = await self._call(http, "getmininginfo")
@@ -96,7 +85,7 @@ class Daemon:
         try:
             params: list[Any] = [{"rules": list(self.coin.daemon_rules)}] if self.coin.daemon_rules else []
             template = await self._call(http, "getblocktemplate", *params)
-        except RpcError as exc:
+        except jsonrpc.RpcCallError as exc:
             warnings = (f"no block reward: {exc}",)
         data = parse_mining_info(info, template, self.coin, utcnow(), self.name)
         return SourceData(data.source, data.kind, data.observations, warnings=warnings)
@@ -104,12 +93,12 @@ class Daemon:
     async def _call(self, http: HttpClient, method: str, *params: Any) -> Any:
         coin = self.coin
         headers = (
-            {"Authorization": aiohttp.encode_basic_auth(coin.daemon_user, coin.daemon_password)}
+            {"Authorization": jsonrpc.basic_auth(coin.daemon_user, coin.daemon_password)}
             if coin.daemon_user
             else {}
         )
-        payload = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
         response = await http.request(
-            "POST", self.coin.daemon_url, headers=headers, json_body=payload, pass_status=_RPC_ERROR_STATUS
+            "POST", coin.daemon_url, headers=headers, json_body=jsonrpc.request(method, params),
+            pass_status=_RPC_ERROR_STATUS,
         )
         return rpc_result(response.json(), method)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from proxy import db
 from qscrypt.log import get_logger
-
-_LOCK_CLASS = int.from_bytes(b"qsco", "big") - (1 << 31)  # a signed int4 shared by every coordinator
 
 
 class StoreError(RuntimeError):
@@ -83,9 +82,7 @@ class PostgresCursorStore(CursorStore):
             conn = await asyncpg.connect(self.dsn, timeout=10)
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"PostgreSQL unreachable: {exc}") from exc
-        locked = await conn.fetchval("SELECT pg_try_advisory_lock($1::int, hashtext($2::int || ':' || $3))",
-                                     _LOCK_CLASS, coordinator_id, upstream)
-        if not locked:
+        if not await db.lock_cursor(conn, coordinator_id, upstream):
             await conn.close()
             raise StoreError(f"coordinator {coordinator_id} on upstream {upstream!r} is running elsewhere: "
                              "give each coordinator its own coordinator_id")
@@ -95,26 +92,14 @@ class PostgresCursorStore(CursorStore):
     async def open(self, coordinator_id: int, upstream: str) -> Cursor | None:
         self._key = (coordinator_id, upstream)
         conn = await self._connection()
-        row = await conn.fetchrow(
-            "SELECT job_key, epoch, reserved FROM coordinator_cursors"
-            " WHERE coordinator_id = $1 AND upstream = $2", coordinator_id, upstream)
-        if row is None:
-            return None
-        return Cursor(row["job_key"], row["epoch"], int(row["reserved"]))
+        saved = await db.load_cursor(conn, coordinator_id, upstream)
+        return None if saved is None else Cursor(*saved)
 
     async def save(self, cursor: Cursor) -> None:
         conn = await self._connection()
         assert self._key is not None
         try:
-            await conn.execute(
-                """
-                INSERT INTO coordinator_cursors (coordinator_id, upstream, job_key, epoch, reserved)
-                VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (coordinator_id, upstream) DO UPDATE SET
-                    job_key = EXCLUDED.job_key, epoch = EXCLUDED.epoch, reserved = EXCLUDED.reserved,
-                    updated_at = now()
-                """,
-                *self._key, cursor.job_key, cursor.epoch, cursor.reserved)
+            await db.save_cursor(conn, *self._key, cursor.job_key, cursor.epoch, cursor.reserved)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             self._drop()
             raise StoreError(f"saving the cursor failed: {exc}") from exc

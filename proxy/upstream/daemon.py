@@ -57,10 +57,11 @@ from mining.coins import coin
 from mining.hashing import hash_to_hex, sha256d
 from mining.job import Job
 from mining.serialize import bip34_height, push_data
+from proxy import db
 from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
-from proxy.upstream.rpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
+from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
 
@@ -84,13 +85,6 @@ _HIGHEST_HEIGHT = 2**31 - 1  # the longest BIP34 height push a coinbase will eve
 _ASK_THE_CHAIN = (None, "duplicate", "inconclusive", "duplicate-inconclusive")
 # Template fields besides the transactions whose change makes new work (curtime alone does not).
 _WORK_KEYS = ("previousblockhash", "version", "bits", "coinbasevalue", "mweb")
-
-_INSERT_BLOCK = """
-INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
-    WHERE blocks.status = 'pending'
-"""
 
 
 class DaemonError(Exception):
@@ -133,8 +127,8 @@ async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None
     """One journaled block (`BlockRecord.to_json`) into `blocks`: idempotent on the hash, and a
     pending row takes the final status when it comes."""
     block = BlockRecord.from_json(record)
-    await conn.execute(_INSERT_BLOCK, block.coin, block.height, block.hash, block.worker, block.upstream,
-                       block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
+    await db.insert_block(conn, block.coin, block.height, block.hash, block.worker, block.upstream,
+                          block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
 
 
 class DaemonUpstream(Upstream):
@@ -168,7 +162,8 @@ class DaemonUpstream(Upstream):
         self._key = key
         self._dsn = dsn
         self._journal = journal
-        self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password, config.rpc_cookie_file)
+        self.rpc = JsonRpcClient(config.rpc_url, config.rpc_user, config.rpc_password,
+                                 cookie_file=config.rpc_cookie_file)
         self.extranonce1 = secrets.token_bytes(EXTRANONCE1_SIZE)
         self.accepted = 0
         self.rejected = 0
@@ -227,7 +222,7 @@ class DaemonUpstream(Upstream):
     async def _poll(self) -> None:
         if not self._chain_checked:
             await self._check_chain()
-        best = await self.rpc.call("getbestblockhash", timeout_s=_POLL_TIMEOUT_S)
+        best = await self.rpc.acall("getbestblockhash", timeout_s=_POLL_TIMEOUT_S)
         now = time.monotonic()
         current = self._current
         if (self.work is not None and current is not None and now < self._refresh_at
@@ -247,7 +242,7 @@ class DaemonUpstream(Upstream):
             raise
 
     async def _check_chain(self) -> None:
-        info = await self.rpc.call("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
+        info = await self.rpc.acall("getblockchaininfo", timeout_s=_POLL_TIMEOUT_S)
         chain = info.get("chain") if isinstance(info, dict) else None
         if chain != self.profile.network:
             raise DaemonError(f"the daemon at {self.config.rpc_url} runs chain {chain!r}, but "
@@ -256,8 +251,8 @@ class DaemonUpstream(Upstream):
         self._log.info("daemon.connected", url=self.config.rpc_url, chain=chain, blocks=info.get("blocks"))
 
     async def _new_work(self) -> None:
-        template = await self.rpc.call("getblocktemplate", {"rules": list(self.profile.gbt_rules)},
-                                       timeout_s=_TEMPLATE_TIMEOUT_S)
+        template = await self.rpc.acall("getblocktemplate", {"rules": list(self.profile.gbt_rules)},
+                                        timeout_s=_TEMPLATE_TIMEOUT_S)
         if not isinstance(template, dict):
             raise DaemonError(f"getblocktemplate answered {type(template).__name__}, not an object")
         if "mweb" in template and not self.profile.mweb:
@@ -358,7 +353,7 @@ class DaemonUpstream(Upstream):
             if attempt:
                 await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
             try:
-                answer = await self.rpc.call("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
+                answer = await self.rpc.acall("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
                 break
             except RpcCallError as exc:
                 return "rejected", exc.message  # e.g. "Block decode failed"
@@ -382,7 +377,7 @@ class DaemonUpstream(Upstream):
     async def _chain_place(self, block_hash: str) -> str | None:
         """"best", "side" (stored off the best chain), "unknown", or None when the daemon did not say."""
         try:
-            header = await self.rpc.call("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
+            header = await self.rpc.acall("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
         except RpcCallError:
             return "unknown"  # -5 Block not found
         except RpcError:

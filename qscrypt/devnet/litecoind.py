@@ -10,13 +10,8 @@ that writes ~/.litecoin on every start.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
 import functools
-import http.client
-import itertools
-import json
 import os
 import secrets
 import shutil
@@ -28,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
 
-import aiohttp
+from qscrypt.jsonrpc import JsonRpcClient, RpcCallError, RpcError, RpcTransportError
 
 LITECOIND_ENV = "QSCRYPT_LITECOIND"
 _KNOWN_BINARIES = (Path("/usr/lib/litecoin/litecoind"),)
@@ -43,63 +37,12 @@ GBT_RULES = {"rules": ["mweb", "segwit"]}
 _RPC_WARMING_UP = -28
 _WALLET_NOT_FOUND = -18
 _LOG_TAIL_LINES = 20
-_ids = itertools.count(1)
+# generatetoaddress of a few hundred blocks (activate_mweb) takes seconds.
+_RPC_TIMEOUT_S = 60.0
 
 
 class LitecoinError(RuntimeError):
-    """A regtest node could not be found, started, driven or stopped."""
-
-
-class RpcError(LitecoinError):
-    """The daemon answered a JSON-RPC call with an error."""
-
-    def __init__(self, method: str, code: int, message: str) -> None:
-        super().__init__(f"{method}: RPC error {code}: {message}")
-        self.method = method
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class RpcClient:
-    """JSON-RPC to one node (optionally one of its wallets), sync or async."""
-
-    url: str
-    user: str
-    password: str
-    wallet: str | None = None
-    timeout: float = 60.0
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.url}/wallet/{quote(self.wallet, safe='')}" if self.wallet else self.url
-
-    def for_wallet(self, wallet: str) -> RpcClient:
-        return dataclasses.replace(self, wallet=wallet)
-
-    def call(self, method: str, *params: Any) -> Any:
-        parts = urlsplit(self.endpoint)
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
-        try:
-            conn.request("POST", parts.path or "/", _request_body(method, params), self._headers())
-            response = conn.getresponse()
-            return _result(method, response.status, response.read())
-        finally:
-            conn.close()
-
-    async def acall(self, method: str, *params: Any) -> Any:
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(
-                self.endpoint, data=_request_body(method, params), headers=self._headers()
-            ) as response,
-        ):
-            return _result(method, response.status, await response.read())
-
-    def _headers(self) -> dict[str, str]:
-        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    """A regtest node could not be found, started or stopped (its RPC raises `RpcError`)."""
 
 
 @dataclass
@@ -109,7 +52,7 @@ class Node:
     p2p_port: int
     onion_port: int
     rpc_port: int
-    rpc: RpcClient
+    rpc: JsonRpcClient
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -151,7 +94,7 @@ class RegtestPair:
         self.stop()
 
     @property
-    def wallet(self) -> RpcClient:
+    def wallet(self) -> JsonRpcClient:
         """RPC to node 0's mining wallet."""
         return self.nodes[0].rpc.for_wallet(WALLET)
 
@@ -223,8 +166,8 @@ class RegtestPair:
         """Ask each running node to stop, wait, and kill a node that does not."""
         running = [node for node in self.nodes if node.process and node.process.poll() is None]
         for node in running:
-            with contextlib.suppress(OSError, http.client.HTTPException, LitecoinError):
-                dataclasses.replace(node.rpc, timeout=5.0).call("stop")
+            with contextlib.suppress(RpcError):
+                node.rpc.call("stop", timeout_s=5.0)
         for node in running:
             assert node.process is not None
             _wait_or_kill(node.process, timeout)
@@ -238,7 +181,9 @@ class RegtestPair:
             p2p_port=p2p_port,
             onion_port=onion_port,
             rpc_port=rpc_port,
-            rpc=RpcClient(f"http://127.0.0.1:{rpc_port}", self.user, self.password),
+            # A session per async call: pair.arpc runs on whichever loop a test uses, and stop() is sync.
+            rpc=JsonRpcClient(f"http://127.0.0.1:{rpc_port}", self.user, self.password,
+                              timeout_s=_RPC_TIMEOUT_S, keep_alive=False),
         )
 
     def _launch(self, node: Node, peer: Node) -> None:
@@ -281,7 +226,8 @@ class RegtestPair:
                     f"litecoind node {node.index} exited with code {node.process.returncode} "
                     f"before it could {what}; {node.describe_logs()}"
                 )
-            with contextlib.suppress(OSError, http.client.HTTPException, RpcError):
+            # Not up yet, or warming up; refused credentials are final.
+            with contextlib.suppress(RpcTransportError, RpcCallError):
                 if done():
                     return
             if time.monotonic() > deadline:
@@ -367,30 +313,30 @@ def _is_script(path: Path) -> bool:
         return binary.read(2) == b"#!"
 
 
-def _ensure_wallet(rpc: RpcClient, name: str) -> None:
+def _ensure_wallet(rpc: JsonRpcClient, name: str) -> None:
     """Load wallet `name`, creating it on first use (a reused datadir already has it)."""
     if name in rpc.call("listwallets"):
         return
     try:
         rpc.call("loadwallet", name)
-    except RpcError as exc:
+    except RpcCallError as exc:
         if exc.code != _WALLET_NOT_FOUND:
             raise
         rpc.call("createwallet", name)
 
 
-def _peered(rpc: RpcClient) -> bool:
+def _peered(rpc: JsonRpcClient) -> bool:
     return int(rpc.call("getconnectioncount")) >= 1
 
 
-def _in_mempool(rpc: RpcClient, txids: set[str]) -> bool:
+def _in_mempool(rpc: JsonRpcClient, txids: set[str]) -> bool:
     return txids <= set(rpc.call("getrawmempool"))
 
 
-def _rpc_ready(rpc: RpcClient) -> bool:
+def _rpc_ready(rpc: JsonRpcClient) -> bool:
     try:
         rpc.call("getblockcount")
-    except RpcError as exc:
+    except RpcCallError as exc:
         if exc.code == _RPC_WARMING_UP:
             return False
         raise
@@ -407,23 +353,6 @@ def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _request_body(method: str, params: Sequence[Any]) -> bytes:
-    return json.dumps({"jsonrpc": "1.0", "id": next(_ids), "method": method, "params": list(params)}).encode()
-
-
-def _result(method: str, status: int, body: bytes) -> Any:
-    if status == http.HTTPStatus.UNAUTHORIZED:
-        raise LitecoinError(f"{method}: RPC authentication failed (HTTP 401)")
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        raise LitecoinError(f"{method}: HTTP {status}, not JSON-RPC: {body[:200]!r}") from None
-    error = reply.get("error")
-    if error:
-        raise RpcError(method, int(error.get("code", 0)), str(error.get("message", "")))
-    return reply["result"]
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

@@ -9,12 +9,13 @@ from aggregator.model import ParseError, SourceData
 from aggregator.parsing import decode_json, number, positive
 from aggregator.sources.binance import parse_ticker_price
 from aggregator.sources.coingecko import parse_simple_price
-from aggregator.sources.daemon import RpcError, parse_mining_info, rpc_result
+from aggregator.sources.daemon import parse_mining_info, rpc_result
 from aggregator.sources.hashrate_no import parse_estimates
 from aggregator.sources.minerstat import parse_coins as parse_minerstat_coins
 from aggregator.sources.minerstat import parse_hardware
 from aggregator.sources.pools import parse_nanopool, parse_twominers_stats
 from aggregator.sources.whattomine import parse_coins as parse_whattomine
+from qscrypt.jsonrpc import RpcCallError
 from tests.aggregator.fixture_server import ETC, fixture, fixture_json
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -171,7 +172,7 @@ def test_daemon_mining_info_and_template() -> None:
 
 def test_daemon_rpc_errors_are_typed() -> None:
     with pytest.raises(
-        RpcError, match="getblocktemplate: RPC error -10: Litecoin Core is in initial sync"
+        RpcCallError, match="getblocktemplate: RPC error -10: Litecoin Core is in initial sync"
     ) as err:
         rpc_result(fixture_json("daemon/getblocktemplate_initial_sync.json"), "getblocktemplate")
     assert err.value.code == -10

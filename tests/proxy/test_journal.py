@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.accounting import ShareRow, decode_row, encode_row, share_log
+from proxy.accounting import decode_row, encode_row, share_log
+from proxy.db import ShareRow
 from proxy.journal import JournalDir, RecordJournal, journal_dirs, read_quarantine
 
 FEW = settings(max_examples=200, deadline=None)

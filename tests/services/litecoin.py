@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from qscrypt.devnet.litecoind import LitecoinError, RegtestPair, activate_mweb, start_pair
+from qscrypt.jsonrpc import RpcError
 from tests.services import ServiceRecord, fixture_failure
 
 _record = ServiceRecord("Litecoin Core (regtest)")
@@ -36,7 +37,7 @@ def litecoin_mweb_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reg
     pair = _start(tmp_path_factory.mktemp("litecoin-mweb"))
     try:
         activate_mweb(pair)
-    except LitecoinError as exc:
+    except (LitecoinError, RpcError) as exc:
         pair.stop()
         raise fixture_failure(f"could not bring litecoind to MWEB activation: {exc}") from None
     _record.startup_s.setdefault(
@@ -50,7 +51,7 @@ def _start(base_dir: Path) -> RegtestPair:
     _record.logs.append(base_dir)
     try:
         return start_pair(base_dir)
-    except LitecoinError as exc:
+    except (LitecoinError, RpcError) as exc:
         raise fixture_failure(f"litecoind regtest pair did not start: {exc}") from None
 
 

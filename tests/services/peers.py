@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from qscrypt.devnet.litecoind import LitecoinError, RegtestPair, free_ports, start_pair
+from qscrypt.jsonrpc import RpcError
 from tests.services import ServiceRecord, fixture_failure
 
 PEERS_SOURCES = Path(__file__).resolve().parents[3] / "shared" / "peers"
@@ -663,7 +664,7 @@ async def foundation_pool(foundation_pool_build: Path, request: pytest.FixtureRe
     began = time.monotonic()
     try:
         pair = await asyncio.to_thread(start_pair, base / "litecoin")
-    except LitecoinError as exc:
+    except (LitecoinError, RpcError) as exc:
         raise fixture_failure(f"the pool's litecoind regtest pair did not start: {exc}") from None
     with _stopping(pair):
         async with contextlib.AsyncExitStack() as stack:

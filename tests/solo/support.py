@@ -15,7 +15,8 @@ import asyncpg
 from proxy.app import Proxy
 from proxy.config import FailoverConfig, ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from proxy.upstream.daemon import DaemonUpstream
-from qscrypt.devnet.litecoind import RegtestPair, RpcError
+from qscrypt.devnet.litecoind import RegtestPair
+from qscrypt.jsonrpc import RpcCallError
 from tests.solo.miner import BLOCKS_MINED, SoloMiner, Solution
 
 TAG = "/qscrypt-solo-test/"
@@ -91,7 +92,7 @@ async def in_best_chain(pair: RegtestPair, block_hash: str, node: int = 0) -> di
     async def check() -> dict[str, Any] | None:
         try:
             header = await pair.arpc(node, "getblockheader", block_hash)
-        except RpcError:
+        except RpcCallError:
             return None
         return header if header["confirmations"] >= 1 else None
 

@@ -1,0 +1,204 @@
+"""Every SQL statement of the proxy, parameterised; each function takes the connection to use.
+
+Connections, transactions and what a failure means stay with the callers (the share writer, the
+daemon upstream, the coordinator's cursor store, the app): this module only knows the tables.
+"""
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+# --- shares and workers (the share writer) -------------------------------------------------------
+
+SHARE_COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason",
+                 "block_hash")
+ShareRow = tuple[datetime, str, str, str, float, float | None, str, str | None, str | None]
+"""One row of `shares`, in SHARE_COLUMNS order (also the share journal's line)."""
+
+WorkerTotals = tuple[str, int, int, int, datetime]
+"""(name, accepted, rejected, stale, last share) of one worker over a batch of shares."""
+
+# One statement for a segment's workers (arrays, not one statement per worker: executemany cost
+# more than the COPY with a thousand workers, bench.recording). Names come sorted, so writers of
+# several proxy processes lock the same rows in the same order and never deadlock each other.
+_ADD_WORKER_TOTALS = """
+INSERT INTO workers (name, accepted, rejected, stale, last_share_at, last_seen)
+SELECT name, accepted, rejected, stale, at, at
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+    AS t (name, accepted, rejected, stale, at)
+ON CONFLICT (name) DO UPDATE SET
+    accepted = workers.accepted + EXCLUDED.accepted,
+    rejected = workers.rejected + EXCLUDED.rejected,
+    stale = workers.stale + EXCLUDED.stale,
+    last_share_at = GREATEST(workers.last_share_at, EXCLUDED.last_share_at),
+    last_seen = GREATEST(workers.last_seen, EXCLUDED.last_seen)
+"""
+
+_ADD_WORKER_COIN_DAILY = """
+INSERT INTO worker_coin_daily AS w (day, worker, coin, seconds, accepted_difficulty,
+                                    expected_coins, expected_usd, unpriced_difficulty)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (day, worker, coin) DO UPDATE SET
+    seconds = w.seconds + EXCLUDED.seconds,
+    accepted_difficulty = w.accepted_difficulty + EXCLUDED.accepted_difficulty,
+    expected_coins = w.expected_coins + EXCLUDED.expected_coins,
+    expected_usd = w.expected_usd + EXCLUDED.expected_usd,
+    unpriced_difficulty = w.unpriced_difficulty + EXCLUDED.unpriced_difficulty
+"""
+
+WorkerCoinDay = tuple[date, str, str, float, float, float, float, float]
+"""(day, worker, coin, seconds, accepted difficulty, expected coins, expected USD, unpriced difficulty)."""
+
+
+async def mark_recorded(conn: asyncpg.Connection, segment: UUID, rows: int) -> bool:
+    """Note `segment` as written, in the transaction that writes it; False if it was already."""
+    fresh = await conn.fetchval(
+        "INSERT INTO recorded_segments (segment, rows) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        segment, rows)
+    return bool(fresh)
+
+
+async def prune_recorded(conn: asyncpg.Connection, days: int) -> None:
+    """Forget the segments written more than `days` ago."""
+    await conn.execute("DELETE FROM recorded_segments WHERE recorded_at < now() - make_interval(days => $1)",
+                       days)
+
+
+async def copy_shares(conn: asyncpg.Connection, rows: Sequence[ShareRow]) -> None:
+    await conn.copy_records_to_table("shares", records=rows, columns=SHARE_COLUMNS)
+
+
+async def add_worker_totals(conn: asyncpg.Connection, totals: Sequence[WorkerTotals]) -> None:
+    """Add a batch's counts to `workers`; `totals` sorted by name (see _ADD_WORKER_TOTALS)."""
+    await conn.execute(_ADD_WORKER_TOTALS, *zip(*totals, strict=True))
+
+
+async def ensure_share_partitions(conn: asyncpg.Connection, first_day: date, days: int) -> None:
+    """Daily partitions of `shares` for `days` days from `first_day` (the migration's function)."""
+    await conn.fetchval("SELECT qscrypt_ensure_share_partitions($1, $2)", first_day, days)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A coin's current values from the aggregator; None where it has none."""
+
+    difficulty: float | None
+    block_reward: float | None
+    price_usd: float | None
+
+
+async def scrypt_quotes(conn: asyncpg.Connection) -> dict[str, Quote]:
+    """The scrypt coins the aggregator has fresh values for, by symbol."""
+    rows = await conn.fetch("SELECT symbol, difficulty, block_reward, price_usd FROM coins"
+                            " WHERE algorithm = 'scrypt' AND NOT stale")
+    return {r["symbol"]: Quote(_float(r["difficulty"]), _float(r["block_reward"]), _float(r["price_usd"]))
+            for r in rows}
+
+
+async def add_worker_coin_days(conn: asyncpg.Connection, rows: Sequence[WorkerCoinDay]) -> None:
+    await conn.executemany(_ADD_WORKER_COIN_DAILY, rows)
+
+
+# --- blocks (the daemon upstream, and the share writer replaying its journal) --------------------
+
+_INSERT_BLOCK = """
+INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
+    WHERE blocks.status = 'pending'
+"""
+
+
+async def insert_block(conn: asyncpg.Connection, coin: str, height: int, block_hash: str, worker: str,
+                       upstream: str, reward: Decimal, status: str, reason: str | None, found_at: datetime,
+                       timeout: float | None = None) -> None:
+    """Idempotent on the hash; a pending row takes the final status when it comes, no other change."""
+    await conn.execute(_INSERT_BLOCK, coin, height, block_hash, worker, upstream, reward, status, reason,
+                       found_at, timeout=timeout)
+
+
+# --- moves (the app) -----------------------------------------------------------------------------
+
+
+async def insert_switch_event(conn: asyncpg.Connection, profile: str, worker_count: int,
+                              from_upstream: str | None, to_upstream: str, reason: str,
+                              expected_gain_pct: float | None) -> None:
+    await conn.execute(
+        "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason,"
+        " expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
+        profile, worker_count, from_upstream, to_upstream, reason, expected_gain_pct)
+
+
+async def insert_upstream_event(conn: asyncpg.Connection, upstream: str, event: str,
+                                detail: dict[str, Any]) -> None:
+    await conn.execute("INSERT INTO upstream_events (upstream, event, detail) VALUES ($1, $2, $3::jsonb)",
+                       upstream, event, json.dumps(detail))
+
+
+# --- worker tokens (the app) ---------------------------------------------------------------------
+
+
+async def worker_token_hashes(conn: asyncpg.Connection) -> set[str]:
+    """The sha256 hex digests of the workers' tokens (`workers.token_hash`)."""
+    rows = await conn.fetch("SELECT token_hash FROM workers WHERE token_hash IS NOT NULL")
+    return {r["token_hash"] for r in rows}
+
+
+# --- decisions (the decision feed) ---------------------------------------------------------------
+
+DECISIONS_CHANNEL = "qscrypt_decisions"
+"""Where the decision API notifies each change."""
+
+
+async def listen_decisions(conn: asyncpg.Connection, callback: Callable[..., None]) -> None:
+    await conn.add_listener(DECISIONS_CHANNEL, callback)
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    """A round trip: raises if the connection is dead."""
+    await conn.execute("SELECT 1")
+
+
+# --- the coordinator's cursors (proxy.coordinator.store) -----------------------------------------
+
+_CURSOR_LOCK_CLASS = int.from_bytes(b"qsco", "big") - (1 << 31)  # a signed int4 shared by every coordinator
+
+
+async def lock_cursor(conn: asyncpg.Connection, coordinator_id: int, upstream: str) -> bool:
+    """Own the (coordinator, upstream) cursor for as long as this session lives; False if another does."""
+    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1::int, hashtext($2::int || ':' || $3))",
+                                 _CURSOR_LOCK_CLASS, coordinator_id, upstream)
+    return bool(locked)
+
+
+async def load_cursor(conn: asyncpg.Connection, coordinator_id: int,
+                      upstream: str) -> tuple[str, int, int] | None:
+    """(job key, epoch, reserved) of the cursor, None if it was never saved."""
+    row = await conn.fetchrow("SELECT job_key, epoch, reserved FROM coordinator_cursors"
+                              " WHERE coordinator_id = $1 AND upstream = $2", coordinator_id, upstream)
+    if row is None:
+        return None
+    return row["job_key"], row["epoch"], int(row["reserved"])
+
+
+async def save_cursor(conn: asyncpg.Connection, coordinator_id: int, upstream: str, job_key: str, epoch: int,
+                      reserved: int) -> None:
+    await conn.execute(
+        """
+        INSERT INTO coordinator_cursors (coordinator_id, upstream, job_key, epoch, reserved)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (coordinator_id, upstream) DO UPDATE SET
+            job_key = EXCLUDED.job_key, epoch = EXCLUDED.epoch, reserved = EXCLUDED.reserved,
+            updated_at = now()
+        """,
+        coordinator_id, upstream, job_key, epoch, reserved)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
