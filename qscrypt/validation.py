@@ -80,7 +80,9 @@ def describe(error: ErrorDetails, mapping: str = "a JSON object") -> str:
     if phrase is None:
         phrase = error["msg"][:1].lower() + error["msg"][1:]
     else:
-        phrase = phrase.format(**context, mapping=mapping)
+        # A bound of a float field arrives as a float: 100 reads better than 100.0.
+        shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in context.items()}
+        phrase = phrase.format(**shown, mapping=mapping)
     return phrase if kind in _NO_VALUE else f"{phrase}, got {_shown(error['input'], mapping)}"
 
 
