@@ -62,7 +62,6 @@ class Body:
     """A request body type: a union of models told apart by one field (the discriminator)."""
 
     def __init__(self, tp: Any) -> None:
-        self.type = tp
         self.adapter: TypeAdapter[Any] = TypeAdapter(tp)
         union, *metadata = typing.get_args(tp)
         self.tag = next(str(m.discriminator) for m in metadata if isinstance(m, Discriminator))
@@ -78,11 +77,11 @@ class Body:
 
     def _named(self, error: ErrorDetails) -> tuple[str, str]:
         if not error["loc"]:  # refused before a variant was chosen
-            context = error.get("ctx") or {}
             if error["type"] == "union_tag_not_found":
                 return self.tag, "is required"
             if error["type"] == "union_tag_invalid":
-                return self.tag, f"must be one of {', '.join(self.variants)}, got {context['tag']!r}"
+                given = error["input"][self.tag]
+                return self.tag, f"must be one of {', '.join(self.variants)}, got {given!r}"
             return "body", describe(error)
         # Below the chosen variant pydantic's location starts with its tag: the client never wrote it.
         tag, *loc = error["loc"]

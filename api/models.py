@@ -8,7 +8,6 @@ whose every field is always present, so an answer that drifts from its document 
 """
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -42,14 +41,12 @@ HardwareKind = Literal["asic", "gpu", "cpu"]
 BlockStatus = Literal["pending", "accepted", "rejected", "orphaned"]
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where a parameter travels, as field metadata: `Annotated[str, IN_PATH]`."""
-
-    where: str
+class _InPath:
+    """Field metadata: the parameter is a segment of the URL path (`Annotated[str, IN_PATH]`),
+    not a query parameter."""
 
 
-IN_PATH = Location("path")
+IN_PATH = _InPath()
 
 Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
 ProfileName = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -266,9 +263,6 @@ class FixedParams(_Hardware):
     pool: Text | None = Field(description="the pool pinned; null: solo mining on the coin's daemon")
 
 
-ProfileParamsBody = MaxUsdParams | MaxCoinParams | FixedParams
-
-
 class ProfileInput(_Body):
     """What every strategy's profile has; PUT takes it as the whole profile (a name, if given, must
     be the one in the URL: profiles are not renamed)."""
@@ -295,7 +289,7 @@ class ProfileInput(_Body):
 
 class MaxUsdInput(ProfileInput):
     strategy: Literal["max_usd"]
-    params: MaxUsdParams = Field(default_factory=MaxUsdParams)
+    params: MaxUsdParams = Field(default_factory=MaxUsdParams)  # the one strategy needing none
 
 
 class MaxCoinInput(ProfileInput):
@@ -308,6 +302,7 @@ class FixedInput(ProfileInput):
     params: FixedParams
 
 
+# POST names the new profile in its body.
 class NewMaxUsd(MaxUsdInput):
     name: ProfileName
 
@@ -322,7 +317,6 @@ class NewFixed(FixedInput):
 
 ProfileReplace = Annotated[MaxUsdInput | MaxCoinInput | FixedInput, Discriminator("strategy")]
 ProfileCreate = Annotated[NewMaxUsd | NewMaxCoin | NewFixed, Discriminator("strategy")]
-STRATEGIES: tuple[Strategy, ...] = ("max_usd", "max_coin", "fixed")
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -512,7 +506,7 @@ class Profitability(Answer):
 class StoredProfile(Answer):
     name: str
     strategy: Strategy
-    params: ProfileParamsBody = Field(description="only what is set")
+    params: MaxUsdParams | MaxCoinParams | FixedParams = Field(description="only what is set")
     allow_coins: list[str]
     deny_coins: list[str]
     allow_pools: list[str]

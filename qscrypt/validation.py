@@ -65,6 +65,8 @@ def _shown(value: Any, mapping: str) -> str:
         return mapping
     if isinstance(value, list | tuple):
         return "a list"
+    if value is None or isinstance(value, bool):  # as JSON and TOML write them
+        return "null" if value is None else str(value).lower()
     text = repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
