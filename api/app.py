@@ -1,8 +1,8 @@
 """The aiohttp application: routes under /v1, problem details, rate limit, metrics, the decider.
 
-Every route is an `Operation` in OPERATIONS: its handler is called with the request's parameters
-(and body) already validated into their models (`api/models.py`), and the OpenAPI document is
-generated from the same list. Read handlers are one indexed query each, or memory (decisions,
+Every handler is a `route`: it is called with the request's parameters (and body) already validated
+into the models its signature names (`api/models.py`), and the OpenAPI document is generated from
+the same routes. Read handlers are one indexed query each, or memory (decisions,
 profitability) kept fresh by the decider. JSON only; errors are RFC 9457 problem details naming the
 parameter at fault.
 """
@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 import asyncpg
 import structlog
@@ -31,10 +31,10 @@ from api.decision import Choice, Rule
 from api.inputs import json_body, read_params
 from api.market import Figures, figures, power_cost_per_day
 from api.metrics import ApiMetrics
-from api.openapi import Operation
+from api.openapi import Details, Operation
 from api.openapi import document as openapi_document
 from api.problems import Problem, invalid, not_found
-from api.profiles import CREATE, REPLACE, profile_from_input
+from api.profiles import profile_from_input
 from api.ratelimit import RateLimiter, retry_after_header
 
 DEFAULT_PROFILE = "default"
@@ -333,13 +333,38 @@ def _hardware_json(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
     return list(devices.values())
 
 
+# --- routes --------------------------------------------------------------------------------------
+
+OPERATIONS: list[Operation] = []
+"""Every route, in the order served and documented."""
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def route(method: str, path: str, summary: str, **details: Unpack[Details]) -> Callable[[Endpoint], Endpoint]:
+    """Serve the decorated handler as `method` on `path`, documented with `summary` and `details`."""
+
+    def register(handler: Endpoint) -> Endpoint:
+        OPERATIONS.append(Operation.of(handler, method, path, summary, **details))
+        return handler
+
+    return register
+
+
 # --- handlers ------------------------------------------------------------------------------------
 
 
+@route("GET", "/healthz", "The process is up", answer=models.Health)
 async def healthz(request: web.Request, p: models.NoParams) -> web.Response:
     return _json({"status": "ok"})
 
 
+@route(
+    "GET",
+    "/readyz",
+    "The database answers and decisions are being evaluated; data age per algorithm",
+    answer=models.Ready,
+    errors=(503,),
+)
 async def readyz(request: web.Request, p: models.NoParams) -> web.Response:
     decider = request.app[DECIDER]
     config = request.app[CONFIG]
@@ -374,15 +399,18 @@ async def readyz(request: web.Request, p: models.NoParams) -> web.Response:
     return _json({"status": "ready", "database": "ok", "last_pass_s": passed, "data": data})
 
 
+@route("GET", "/metrics", "Prometheus metrics", content={"text/plain": {"schema": {"type": "string"}}})
 async def metrics(request: web.Request, p: models.NoParams) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@route("GET", "/openapi.json", "This document", content={"application/json": {"schema": {"type": "object"}}})
 async def openapi(request: web.Request, p: models.NoParams) -> web.Response:
     return _json(document())
 
 
+@route("GET", "/v1/coins", "Coins as the aggregator last saw them", answer=models.CoinList, errors=(503,))
 async def list_coins(request: web.Request, p: models.AlgorithmFilter) -> web.Response:
     rows = await db.coins(request.app[POOL], p.algorithm)
     return _json({"items": [_coin_json(r) for r in rows]})
@@ -395,10 +423,18 @@ async def _coin_or_404(request: web.Request, p: models.CoinParams) -> asyncpg.Re
     return row
 
 
+@route("GET", "/v1/coins/{symbol}", "One coin", answer=models.Coin, errors=(404, 503))
 async def get_coin(request: web.Request, p: models.CoinParams) -> web.Response:
     return _json(_coin_json(await _coin_or_404(request, p)))
 
 
+@route(
+    "GET",
+    "/v1/coins/{symbol}/history",
+    "A coin's history, averaged per step",
+    answer=models.CoinHistory,
+    errors=(404, 503),
+)
 async def coin_history(request: web.Request, p: models.CoinHistoryParams) -> web.Response:
     coin = await _coin_or_404(request, p)
     start, end, step = _time_range(p, request.app[DECIDER].now())
@@ -414,6 +450,7 @@ async def coin_history(request: web.Request, p: models.CoinHistoryParams) -> web
     )
 
 
+@route("GET", "/v1/pools", "Pools", answer=models.PoolList, errors=(503,))
 async def list_pools(request: web.Request, p: models.PoolsParams) -> web.Response:
     rows = await db.pools(request.app[POOL], p.coin, p.algorithm)
     return _json({"items": _rows(rows, drop=("id",))})
@@ -428,11 +465,19 @@ async def _pool_or_404(request: web.Request, p: models.PoolParams) -> asyncpg.Re
     return rows[0]
 
 
+@route("GET", "/v1/pools/{name}", "One pool", answer=models.Pool, errors=(404, 503))
 async def get_pool(request: web.Request, p: models.PoolParams) -> web.Response:
     row = await _pool_or_404(request, p)
     return _json({k: v for k, v in row.items() if k != "id"})
 
 
+@route(
+    "GET",
+    "/v1/pools/{name}/history",
+    "A pool's history, averaged per step",
+    answer=models.PoolHistory,
+    errors=(404, 503),
+)
 async def pool_history(request: web.Request, p: models.PoolHistoryParams) -> web.Response:
     pool = await _pool_or_404(request, p)
     start, end, step = _time_range(p, request.app[DECIDER].now())
@@ -442,11 +487,19 @@ async def pool_history(request: web.Request, p: models.PoolHistoryParams) -> web
     )
 
 
+@route(
+    "GET",
+    "/v1/hardware",
+    "Mining hardware and its figures per algorithm",
+    answer=models.HardwareList,
+    errors=(503,),
+)
 async def list_hardware(request: web.Request, p: models.HardwareListParams) -> web.Response:
     rows = await db.hardware(request.app[POOL], p.algorithm, p.kind)
     return _json({"items": _hardware_json(rows)})
 
 
+@route("GET", "/v1/hardware/{slug}", "One device", answer=models.Hardware, errors=(404, 503))
 async def get_hardware(request: web.Request, p: models.HardwareParams) -> web.Response:
     devices = _hardware_json(await db.hardware_by_slug(request.app[POOL], p.slug))
     if not devices:
@@ -454,6 +507,13 @@ async def get_hardware(request: web.Request, p: models.HardwareParams) -> web.Re
     return _json(devices[0])
 
 
+@route(
+    "GET",
+    "/v1/profitability",
+    "What a hashrate earns on each coin and pool, best net first (latest aggregator run)",
+    answer=models.Profitability,
+    errors=(404, 503),
+)
 async def profitability(request: web.Request, p: models.ProfitabilityParams) -> web.Response:
     hashrate, watts = p.hashrate, p.watts
     if p.hardware is not None:
@@ -500,10 +560,12 @@ async def profitability(request: web.Request, p: models.ProfitabilityParams) -> 
     )
 
 
+@route("GET", "/v1/profiles", "Profiles", answer=models.ProfileList, errors=(503,))
 async def list_profiles(request: web.Request, p: models.NoParams) -> web.Response:
     return _json({"items": [profile.to_json() for profile in await db.profiles(request.app[POOL])]})
 
 
+@route("GET", "/v1/profiles/{name}", "One profile", answer=models.StoredProfile, errors=(404, 409, 503))
 async def get_profile(request: web.Request, p: models.ProfileParams) -> web.Response:
     profile = await db.profile(request.app[POOL], p.name)
     if profile is None:
@@ -511,8 +573,18 @@ async def get_profile(request: web.Request, p: models.ProfileParams) -> web.Resp
     return _json(profile.to_json())
 
 
+@route(
+    "POST",
+    "/v1/profiles",
+    "Create a profile",
+    answer=models.StoredProfile,
+    status=201,
+    errors=(409, 413),
+    write=True,
+    created=True,
+)
 async def create_profile(
-    request: web.Request, p: models.NoParams, body: models.NewMaxUsd | models.NewMaxCoin | models.NewFixed
+    request: web.Request, p: models.NoParams, body: models.ProfileCreate
 ) -> web.Response:
     profile = profile_from_input(body, body.name)
     stored = await db.insert_profile(request.app[POOL], profile)
@@ -527,10 +599,19 @@ async def create_profile(
     return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
 
 
+@route(
+    "PUT",
+    "/v1/profiles/{name}",
+    "Create or replace a profile (not rename it)",
+    answer=models.StoredProfile,
+    errors=(413,),
+    write=True,
+    created=True,
+)
 async def replace_profile(
     request: web.Request,
     p: models.ProfileParams,
-    body: models.MaxUsdInput | models.MaxCoinInput | models.FixedInput,
+    body: models.ProfileReplace,
 ) -> web.Response:
     if body.name is not None and body.name != p.name:
         raise invalid("name", f"must be {p.name!r} as in the URL (profiles are not renamed)")
@@ -541,6 +622,14 @@ async def replace_profile(
     return _json(stored.to_json())
 
 
+@route(
+    "DELETE",
+    "/v1/profiles/{name}",
+    "Delete a profile (its workers fall back to default)",
+    status=204,
+    errors=(404, 409),
+    write=True,
+)
 async def delete_profile(request: web.Request, p: models.ProfileParams) -> web.Response:
     if p.name == DEFAULT_PROFILE:
         raise Problem(
@@ -552,6 +641,7 @@ async def delete_profile(request: web.Request, p: models.ProfileParams) -> web.R
     return web.Response(status=204)
 
 
+@route("GET", "/v1/decisions", "Every profile's decision", answer=models.DecisionList, etag=True)
 async def list_decisions(request: web.Request, p: models.NoParams) -> web.Response:
     decider = request.app[DECIDER]
     views = decider.views()
@@ -560,6 +650,14 @@ async def list_decisions(request: web.Request, p: models.NoParams) -> web.Respon
     return _conditional(request, etag, lambda: {"items": [decision_json(v, now, max_age) for v in views]})
 
 
+@route(
+    "GET",
+    "/v1/decisions/{profile}",
+    "What a profile's miners should mine now, and why",
+    answer=models.Decision,
+    errors=(404, 409, 503),
+    etag=True,
+)
 async def get_decision(request: web.Request, p: models.DecisionParams) -> web.Response:
     decider = request.app[DECIDER]
     view = decider.view(p.profile)
@@ -573,211 +671,28 @@ async def get_decision(request: web.Request, p: models.DecisionParams) -> web.Re
     return _conditional(request, view.etag, lambda: decision_json(view, now, max_age))
 
 
+@route("GET", "/v1/workers", "Workers, by name", answer=models.WorkerList, errors=(503,))
 async def list_workers(request: web.Request, p: models.WorkersParams) -> web.Response:
     rows = await db.workers(request.app[POOL], p.profile, p.after, p.limit)
     return _json({"items": _rows(rows), "next_after": rows[-1]["name"] if len(rows) == p.limit else None})
 
 
+@route("GET", "/v1/blocks", "Blocks found, newest first", answer=models.BlockList, errors=(503,))
 async def list_blocks(request: web.Request, p: models.BlocksParams) -> web.Response:
     rows = await db.blocks(request.app[POOL], p.coin, p.status, p.from_, p.to, p.before, p.limit)
     return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
+@route(
+    "GET",
+    "/v1/switch-events",
+    "Moves of miners between upstreams, newest first",
+    answer=models.SwitchEventList,
+    errors=(503,),
+)
 async def list_switch_events(request: web.Request, p: models.SwitchEventsParams) -> web.Response:
     rows = await db.switch_events(request.app[POOL], p.profile, p.from_, p.to, p.before, p.limit)
     return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
-
-
-_WRITE_ERRORS = (409, 413)
-OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", "/healthz", "The process is up", healthz, answer=models.Health),
-    Operation(
-        "GET",
-        "/readyz",
-        "The database answers and decisions are being evaluated; data age per algorithm",
-        readyz,
-        answer=models.Ready,
-        errors=(503,),
-    ),
-    Operation(
-        "GET",
-        "/metrics",
-        "Prometheus metrics",
-        metrics,
-        content={"text/plain": {"schema": {"type": "string"}}},
-    ),
-    Operation(
-        "GET",
-        "/openapi.json",
-        "This document",
-        openapi,
-        content={"application/json": {"schema": {"type": "object"}}},
-    ),
-    Operation(
-        "GET",
-        "/v1/coins",
-        "Coins as the aggregator last saw them",
-        list_coins,
-        models.AlgorithmFilter,
-        answer=models.CoinList,
-        errors=(503,),
-    ),
-    Operation(
-        "GET",
-        "/v1/coins/{symbol}",
-        "One coin",
-        get_coin,
-        models.CoinParams,
-        answer=models.Coin,
-        errors=(404, 503),
-    ),
-    Operation(
-        "GET",
-        "/v1/coins/{symbol}/history",
-        "A coin's history, averaged per step",
-        coin_history,
-        models.CoinHistoryParams,
-        answer=models.CoinHistory,
-        errors=(404, 503),
-    ),
-    Operation(
-        "GET", "/v1/pools", "Pools", list_pools, models.PoolsParams, answer=models.PoolList, errors=(503,)
-    ),
-    Operation(
-        "GET",
-        "/v1/pools/{name}",
-        "One pool",
-        get_pool,
-        models.PoolParams,
-        answer=models.Pool,
-        errors=(404, 503),
-    ),
-    Operation(
-        "GET",
-        "/v1/pools/{name}/history",
-        "A pool's history, averaged per step",
-        pool_history,
-        models.PoolHistoryParams,
-        answer=models.PoolHistory,
-        errors=(404, 503),
-    ),
-    Operation(
-        "GET",
-        "/v1/hardware",
-        "Mining hardware and its figures per algorithm",
-        list_hardware,
-        models.HardwareListParams,
-        answer=models.HardwareList,
-        errors=(503,),
-    ),
-    Operation(
-        "GET",
-        "/v1/hardware/{slug}",
-        "One device",
-        get_hardware,
-        models.HardwareParams,
-        answer=models.Hardware,
-        errors=(404, 503),
-    ),
-    Operation(
-        "GET",
-        "/v1/profitability",
-        "What a hashrate earns on each coin and pool, best net first (latest aggregator run)",
-        profitability,
-        models.ProfitabilityParams,
-        answer=models.Profitability,
-        errors=(404, 503),
-    ),
-    Operation("GET", "/v1/profiles", "Profiles", list_profiles, answer=models.ProfileList, errors=(503,)),
-    Operation(
-        "POST",
-        "/v1/profiles",
-        "Create a profile",
-        create_profile,
-        body=CREATE,
-        answer=models.StoredProfile,
-        status=201,
-        errors=_WRITE_ERRORS,
-        write=True,
-        created=True,
-    ),
-    Operation(
-        "GET",
-        "/v1/profiles/{name}",
-        "One profile",
-        get_profile,
-        models.ProfileParams,
-        answer=models.StoredProfile,
-        errors=(404, 409, 503),
-    ),
-    Operation(
-        "PUT",
-        "/v1/profiles/{name}",
-        "Create or replace a profile (not rename it)",
-        replace_profile,
-        models.ProfileParams,
-        body=REPLACE,
-        answer=models.StoredProfile,
-        errors=(413,),
-        write=True,
-        created=True,
-    ),
-    Operation(
-        "DELETE",
-        "/v1/profiles/{name}",
-        "Delete a profile (its workers fall back to default)",
-        delete_profile,
-        models.ProfileParams,
-        status=204,
-        errors=(404, 409),
-        write=True,
-    ),
-    Operation(
-        "GET",
-        "/v1/decisions",
-        "Every profile's decision",
-        list_decisions,
-        answer=models.DecisionList,
-        etag=True,
-    ),
-    Operation(
-        "GET",
-        "/v1/decisions/{profile}",
-        "What a profile's miners should mine now, and why",
-        get_decision,
-        models.DecisionParams,
-        answer=models.Decision,
-        errors=(404, 409, 503),
-        etag=True,
-    ),
-    Operation(
-        "GET",
-        "/v1/workers",
-        "Workers, by name",
-        list_workers,
-        models.WorkersParams,
-        answer=models.WorkerList,
-        errors=(503,),
-    ),
-    Operation(
-        "GET",
-        "/v1/blocks",
-        "Blocks found, newest first",
-        list_blocks,
-        models.BlocksParams,
-        answer=models.BlockList,
-        errors=(503,),
-    ),
-    Operation(
-        "GET",
-        "/v1/switch-events",
-        "Moves of miners between upstreams, newest first",
-        list_switch_events,
-        models.SwitchEventsParams,
-        answer=models.SwitchEventList,
-        errors=(503,),
-    ),
-)
 
 
 @functools.cache

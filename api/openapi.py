@@ -2,9 +2,11 @@
 and the models in `api/models.py` that validate their requests: what is documented is what is
 checked. Tests hold it to the router and hold every answer to its schema."""
 
+import inspect
+import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
@@ -28,6 +30,22 @@ _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "weak validator; 
 _LOCATION = {"Location": {"schema": {"type": "string"}}}
 
 
+class Details(TypedDict, total=False):
+    """What the document says of an operation beyond its handler's signature."""
+
+    answer: type[BaseModel]
+    """The JSON body of a success; left out: `content` says what it is, or there is none."""
+    content: Schema
+    status: int
+    errors: tuple[int, ...]
+    write: bool
+    """Needs the bearer token."""
+    created: bool
+    """May answer 201 with a Location."""
+    etag: bool
+    """Answers 304 to an If-None-Match that matches its ETag."""
+
+
 @dataclass(frozen=True)
 class Operation:
     """One method on one path: its handler and everything the document says about it."""
@@ -40,16 +58,29 @@ class Operation:
     params: type[Params] = NoParams
     body: Body | None = None
     answer: type[BaseModel] | None = None
-    """The JSON body of a success; None: `content` says what it is, or there is none."""
     content: Schema | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
     write: bool = False
-    """Needs the bearer token."""
     created: bool = False
-    """May answer 201 with a Location."""
     etag: bool = False
-    """Answers 304 to an If-None-Match that matches its ETag."""
+
+    @classmethod
+    def of(
+        cls,
+        handler: Callable[..., Awaitable[web.StreamResponse]],
+        method: str,
+        path: str,
+        summary: str,
+        **details: Unpack[Details],
+    ) -> "Operation":
+        """`handler(request, params: SomeParams[, body: SomeBody])` served as `method` on `path`:
+        the types it declares for its params and body are what requests are validated against."""
+        hints = typing.get_type_hints(handler, include_extras=True)
+        _request, params, *body = inspect.signature(handler).parameters
+        return cls(
+            method, path, summary, handler, hints[params], Body(hints[body[0]]) if body else None, **details
+        )
 
 
 def _parameter(name: str, where: str, schema: Schema) -> Schema:

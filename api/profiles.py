@@ -18,15 +18,12 @@ from api.models import (
     MaxCoinParams,
     MaxUsdInput,
     MaxUsdParams,
-    ProfileCreate,
     ProfileReplace,
     Strategy,
 )
 
-CREATE = Body(ProfileCreate)
-"""POST: a new profile, named in the body."""
 REPLACE = Body(ProfileReplace)
-"""PUT: a profile named in the URL (a name in the body must be that one)."""
+"""A whole profile, named elsewhere (a PUT's URL, a row's name column)."""
 _COLUMNS = (
     "strategy",
     "params",
