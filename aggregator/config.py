@@ -1,8 +1,7 @@
 """The aggregator's configuration: the `[aggregator]` TOML section, one frozen dataclass per table.
 
 Every field has a working default, so an empty section runs the public sources for Litecoin and
-Dogecoin. Field types stay within what `qscrypt.settings.load_section` converts (str, int, float,
-bool, Literal, tuples and nested dataclasses), so the section maps onto these classes unchanged.
+Dogecoin. `qscrypt.settings.load_section` maps the section onto these classes unchanged.
 """
 
 import os

@@ -1,7 +1,10 @@
 """The aiohttp application: routes under /v1, problem details, rate limit, metrics, the decider.
 
-Read handlers are one indexed query each, or memory (decisions, profitability) kept fresh by the
-decider. JSON only; errors are RFC 9457 problem details naming the parameter at fault.
+Every handler is a `route`: it is called with the request's parameters (and body) already validated
+into the models its signature names (`api/models.py`), and the OpenAPI document is generated from
+the same routes. Read handlers are one indexed query each, or memory (decisions,
+profitability) kept fresh by the decider. JSON only; errors are RFC 9457 problem details naming the
+parameter at fault.
 """
 
 import asyncio
@@ -13,39 +16,28 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, Unpack
 
 import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import db
+from api import db, models
 from api.config import ApiConfig
 from api.decider import Clock, Decider, DecisionView, utcnow
 from api.decision import Choice, Rule
+from api.inputs import json_body, read_params
 from api.market import Figures, figures, power_cost_per_day
 from api.metrics import ApiMetrics
-from api.openapi import document
-from api.params import TEXT_PATTERN, Query, text
+from api.openapi import Details, Operation
+from api.openapi import document as openapi_document
 from api.problems import Problem, invalid, not_found
-from api.profiles import (
-    ALGORITHM_PATTERN,
-    MAX_HASHRATE_HS,
-    MAX_POWER_W,
-    NAME_PATTERN,
-    SYMBOL_PATTERN,
-    parse_profile,
-)
+from api.profiles import profile_from_input
 from api.ratelimit import RateLimiter, retry_after_header
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9\-]{0,127}$"
-HARDWARE_KINDS = ("asic", "gpu", "cpu")
-BLOCK_STATUSES = ("pending", "accepted", "rejected", "orphaned")
 DEFAULT_PROFILE = "default"
-MAX_POWER_COST = 1e6
-MAX_LIMIT = 1000
 MAX_BUCKETS = 10_000
 _HISTORY_POINTS = 500
 _MAX_BODY = 64 * 1024
@@ -148,27 +140,23 @@ async def _problem_middleware(request: web.Request, handler: Handler) -> web.Str
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _path(request: web.Request, name: str, pattern: str = TEXT_PATTERN) -> str:
-    return text(name, request.match_info[name], pattern)
-
-
 def _age_s(now: datetime, at: datetime | None) -> float | None:
     return None if at is None else (now - at).total_seconds()
 
 
-def _time_range(q: Query, now: datetime) -> tuple[datetime, datetime, timedelta]:
+def _time_range(q: models.HistoryRange, now: datetime) -> tuple[datetime, datetime, timedelta]:
     """from/to (default: the last 24 h) and the bucket width (default: about 500 buckets)."""
-    end = q.timestamp("to") or now
-    start = q.timestamp("from")
+    end = q.to or now
+    start = q.from_
     if start is None:
         try:
             start = end - timedelta(days=1)
-        except OverflowError:
-            raise invalid("to", "too early to count a day back from: give from as well") from None
+        except OverflowError:  # within a day of year 1: the day back starts there
+            start = datetime.min.replace(tzinfo=UTC)
     if start >= end:
         raise invalid("to", "must be later than from")
     span = end - start
-    step = q.step("step") or timedelta(seconds=max(1, math.ceil(span.total_seconds() / _HISTORY_POINTS)))
+    step = q.step or timedelta(seconds=max(1, math.ceil(span.total_seconds() / _HISTORY_POINTS)))
     buckets = span / step
     if buckets > MAX_BUCKETS:
         raise invalid(
@@ -206,18 +194,6 @@ async def _require_token(request: web.Request) -> None:
             kind="unauthorized",
             headers=challenge,
         )
-
-
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not a JSON number")
-
-    try:
-        return json.loads(raw, parse_constant=refuse)
-    except (ValueError, RecursionError) as exc:
-        raise invalid("body", f"not valid JSON: {exc}") from None
 
 
 async def _after_profile_write(request: web.Request) -> None:
@@ -357,16 +333,39 @@ def _hardware_json(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
     return list(devices.values())
 
 
+# --- routes --------------------------------------------------------------------------------------
+
+OPERATIONS: list[Operation] = []
+"""Every route, in the order served and documented."""
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def route(method: str, path: str, summary: str, **details: Unpack[Details]) -> Callable[[Endpoint], Endpoint]:
+    """Serve the decorated handler as `method` on `path`, documented with `summary` and `details`."""
+
+    def register(handler: Endpoint) -> Endpoint:
+        OPERATIONS.append(Operation.of(handler, method, path, summary, **details))
+        return handler
+
+    return register
+
+
 # --- handlers ------------------------------------------------------------------------------------
 
 
-async def healthz(request: web.Request) -> web.Response:
-    Query(request.query, ())
+@route("GET", "/healthz", "The process is up", answer=models.Health)
+async def healthz(request: web.Request, p: models.NoParams) -> web.Response:
     return _json({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    Query(request.query, ())
+@route(
+    "GET",
+    "/readyz",
+    "The database answers and decisions are being evaluated; data age per algorithm",
+    answer=models.Ready,
+    errors=(503,),
+)
+async def readyz(request: web.Request, p: models.NoParams) -> web.Response:
     decider = request.app[DECIDER]
     config = request.app[CONFIG]
     try:
@@ -400,135 +399,139 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready", "database": "ok", "last_pass_s": passed, "data": data})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    Query(request.query, ())
+@route("GET", "/metrics", "Prometheus metrics", content={"text/plain": {"schema": {"type": "string"}}})
+async def metrics(request: web.Request, p: models.NoParams) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    Query(request.query, ())
+@route("GET", "/openapi.json", "This document", content={"application/json": {"schema": {"type": "object"}}})
+async def openapi(request: web.Request, p: models.NoParams) -> web.Response:
     return _json(document())
 
 
-async def list_coins(request: web.Request) -> web.Response:
-    q = Query(request.query, ("algorithm",))
-    rows = await db.coins(request.app[POOL], q.string("algorithm", ALGORITHM_PATTERN))
+@route("GET", "/v1/coins", "Coins as the aggregator last saw them", answer=models.CoinList, errors=(503,))
+async def list_coins(request: web.Request, p: models.AlgorithmFilter) -> web.Response:
+    rows = await db.coins(request.app[POOL], p.algorithm)
     return _json({"items": [_coin_json(r) for r in rows]})
 
 
-async def _coin_or_404(request: web.Request, q: Query) -> asyncpg.Record:
-    symbol = _path(request, "symbol", SYMBOL_PATTERN).upper()
-    algorithm = q.string("algorithm", ALGORITHM_PATTERN, "scrypt")
-    assert algorithm is not None
-    row = await db.coin(request.app[POOL], symbol, algorithm)
+async def _coin_or_404(request: web.Request, p: models.CoinParams) -> asyncpg.Record:
+    row = await db.coin(request.app[POOL], p.symbol, p.algorithm)
     if row is None:
-        raise not_found(f"no coin {symbol} mined with {algorithm}")
+        raise not_found(f"no coin {p.symbol} mined with {p.algorithm}")
     return row
 
 
-async def get_coin(request: web.Request) -> web.Response:
-    q = Query(request.query, ("algorithm",))
-    return _json(_coin_json(await _coin_or_404(request, q)))
+@route("GET", "/v1/coins/{symbol}", "One coin", answer=models.Coin, errors=(404, 503))
+async def get_coin(request: web.Request, p: models.CoinParams) -> web.Response:
+    return _json(_coin_json(await _coin_or_404(request, p)))
 
 
-async def coin_history(request: web.Request) -> web.Response:
-    q = Query(request.query, ("algorithm", "from", "to", "step", "source"))
-    coin = await _coin_or_404(request, q)
-    source = q.string("source", default="consensus")
-    assert source is not None
-    start, end, step = _time_range(q, request.app[DECIDER].now())
-    rows = await db.coin_history(request.app[POOL], coin["id"], source, start, end, step)
+@route(
+    "GET",
+    "/v1/coins/{symbol}/history",
+    "A coin's history, averaged per step",
+    answer=models.CoinHistory,
+    errors=(404, 503),
+)
+async def coin_history(request: web.Request, p: models.CoinHistoryParams) -> web.Response:
+    coin = await _coin_or_404(request, p)
+    start, end, step = _time_range(p, request.app[DECIDER].now())
+    rows = await db.coin_history(request.app[POOL], coin["id"], p.source, start, end, step)
     return _json(
         {
             "symbol": coin["symbol"],
             "algorithm": coin["algorithm"],
-            "source": source,
+            "source": p.source,
             **_range_json(start, end, step),
             "points": _rows(rows),
         }
     )
 
 
-async def list_pools(request: web.Request) -> web.Response:
-    q = Query(request.query, ("coin", "algorithm"))
-    coin = q.string("coin", SYMBOL_PATTERN)
-    rows = await db.pools(
-        request.app[POOL], coin.upper() if coin else None, q.string("algorithm", ALGORITHM_PATTERN)
-    )
+@route("GET", "/v1/pools", "Pools", answer=models.PoolList, errors=(503,))
+async def list_pools(request: web.Request, p: models.PoolsParams) -> web.Response:
+    rows = await db.pools(request.app[POOL], p.coin, p.algorithm)
     return _json({"items": _rows(rows, drop=("id",))})
 
 
-async def _pool_or_404(request: web.Request, q: Query) -> asyncpg.Record:
-    name = _path(request, "name")
-    coin = q.string("coin", SYMBOL_PATTERN)
-    rows = await db.pools_named(request.app[POOL], name, coin.upper() if coin else None)
+async def _pool_or_404(request: web.Request, p: models.PoolParams) -> asyncpg.Record:
+    rows = await db.pools_named(request.app[POOL], p.name, p.coin)
     if not rows:
-        raise not_found(f"no pool {name!r}" + (f" for {coin.upper()}" if coin else ""))
+        raise not_found(f"no pool {p.name!r}" + (f" for {p.coin}" if p.coin else ""))
     if len(rows) > 1:
-        raise invalid("coin", f"pool {name!r} exists for {', '.join(r['coin'] for r in rows)}: say which")
+        raise invalid("coin", f"pool {p.name!r} exists for {', '.join(r['coin'] for r in rows)}: say which")
     return rows[0]
 
 
-async def get_pool(request: web.Request) -> web.Response:
-    q = Query(request.query, ("coin",))
-    row = await _pool_or_404(request, q)
+@route("GET", "/v1/pools/{name}", "One pool", answer=models.Pool, errors=(404, 503))
+async def get_pool(request: web.Request, p: models.PoolParams) -> web.Response:
+    row = await _pool_or_404(request, p)
     return _json({k: v for k, v in row.items() if k != "id"})
 
 
-async def pool_history(request: web.Request) -> web.Response:
-    q = Query(request.query, ("coin", "from", "to", "step"))
-    pool = await _pool_or_404(request, q)
-    start, end, step = _time_range(q, request.app[DECIDER].now())
+@route(
+    "GET",
+    "/v1/pools/{name}/history",
+    "A pool's history, averaged per step",
+    answer=models.PoolHistory,
+    errors=(404, 503),
+)
+async def pool_history(request: web.Request, p: models.PoolHistoryParams) -> web.Response:
+    pool = await _pool_or_404(request, p)
+    start, end, step = _time_range(p, request.app[DECIDER].now())
     rows = await db.pool_history(request.app[POOL], pool["id"], start, end, step)
     return _json(
         {"name": pool["name"], "coin": pool["coin"], **_range_json(start, end, step), "points": _rows(rows)}
     )
 
 
-async def list_hardware(request: web.Request) -> web.Response:
-    q = Query(request.query, ("algorithm", "kind"))
-    rows = await db.hardware(
-        request.app[POOL], q.string("algorithm", ALGORITHM_PATTERN), q.choice("kind", HARDWARE_KINDS)
-    )
+@route(
+    "GET",
+    "/v1/hardware",
+    "Mining hardware and its figures per algorithm",
+    answer=models.HardwareList,
+    errors=(503,),
+)
+async def list_hardware(request: web.Request, p: models.HardwareListParams) -> web.Response:
+    rows = await db.hardware(request.app[POOL], p.algorithm, p.kind)
     return _json({"items": _hardware_json(rows)})
 
 
-async def get_hardware(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    slug = _path(request, "slug", SLUG_PATTERN)
-    devices = _hardware_json(await db.hardware_by_slug(request.app[POOL], slug))
+@route("GET", "/v1/hardware/{slug}", "One device", answer=models.Hardware, errors=(404, 503))
+async def get_hardware(request: web.Request, p: models.HardwareParams) -> web.Response:
+    devices = _hardware_json(await db.hardware_by_slug(request.app[POOL], p.slug))
     if not devices:
-        raise not_found(f"no hardware {slug!r}")
+        raise not_found(f"no hardware {p.slug!r}")
     return _json(devices[0])
 
 
-async def profitability(request: web.Request) -> web.Response:
-    q = Query(request.query, ("algorithm", "hashrate", "watts", "power_cost", "hardware", "include_solo"))
-    algorithm = q.string("algorithm", ALGORITHM_PATTERN, "scrypt")
-    assert algorithm is not None
-    hashrate = q.number("hashrate", 0.0, MAX_HASHRATE_HS, exclusive_min=True)
-    watts = q.number("watts", 0.0, MAX_POWER_W)
-    power_cost = q.number("power_cost", 0.0, MAX_POWER_COST) or 0.0
-    slug = q.string("hardware", SLUG_PATTERN)
-    include_solo = q.boolean("include_solo", True)
-    if slug is not None:
-        for given, name in ((hashrate, "hashrate"), (watts, "watts")):
-            if given is not None:
-                raise invalid(name, "give either hardware or hashrate and watts, not both")
-        device = await db.hardware_figures(request.app[POOL], slug, algorithm)
+@route(
+    "GET",
+    "/v1/profitability",
+    "What a hashrate earns on each coin and pool, best net first (latest aggregator run)",
+    answer=models.Profitability,
+    errors=(404, 503),
+)
+async def profitability(request: web.Request, p: models.ProfitabilityParams) -> web.Response:
+    hashrate, watts = p.hashrate, p.watts
+    if p.hardware is not None:
+        device = await db.hardware_figures(request.app[POOL], p.hardware, p.algorithm)
         if device is None:
-            raise invalid("hardware", f"no {algorithm} figures for hardware {slug!r}")
-        hashrate, watts = device["hashrate_hs"], device["power_w"]
+            raise not_found(f"no {p.algorithm} figures for hardware {p.hardware!r}", "hardware")
+        # What the client says it runs at wins over the device's published figures.
+        hashrate = device["hashrate_hs"] if hashrate is None else hashrate
+        watts = device["power_w"] if watts is None else watts
     decider = request.app[DECIDER]
-    market = await decider.market(algorithm)
+    market = await decider.market(p.algorithm)
     now = decider.now()
-    power = power_cost_per_day(watts or 0.0, power_cost)
+    power = power_cost_per_day(watts or 0.0, p.power_cost)
     items: list[dict[str, Any]] = []
     if market is not None:
         hashrate = hashrate or market.reference_hashrate_hs
         priced = [
-            figures(c, hashrate, power) for c in market.candidates if include_solo or c.pool is not None
+            figures(c, hashrate, power) for c in market.candidates if p.include_solo or c.pool is not None
         ]
         priced.sort(
             key=lambda f: (
@@ -543,12 +546,12 @@ async def profitability(request: web.Request) -> web.Response:
     age = _age_s(now, data_as_of)
     return _json(
         {
-            "algorithm": algorithm,
+            "algorithm": p.algorithm,
             "hashrate_hs": hashrate,
             "power_w": watts or 0.0,
-            "power_cost_kwh": power_cost,
+            "power_cost_kwh": p.power_cost,
             "power_usd_per_day": power,
-            "hardware": slug,
+            "hardware": p.hardware,
             "data_as_of": data_as_of,
             "data_age_s": age,
             "stale": age is None or age > decider.rule.max_data_age_s,
@@ -557,24 +560,33 @@ async def profitability(request: web.Request) -> web.Response:
     )
 
 
-async def list_profiles(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    return _json({"items": [p.to_json() for p in await db.profiles(request.app[POOL])]})
+@route("GET", "/v1/profiles", "Profiles", answer=models.ProfileList, errors=(503,))
+async def list_profiles(request: web.Request, p: models.NoParams) -> web.Response:
+    return _json({"items": [profile.to_json() for profile in await db.profiles(request.app[POOL])]})
 
 
-async def get_profile(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    name = _path(request, "name", NAME_PATTERN)
-    profile = await db.profile(request.app[POOL], name)
+@route("GET", "/v1/profiles/{name}", "One profile", answer=models.StoredProfile, errors=(404, 409, 503))
+async def get_profile(request: web.Request, p: models.ProfileParams) -> web.Response:
+    profile = await db.profile(request.app[POOL], p.name)
     if profile is None:
-        raise not_found(f"no profile {name!r}")
+        raise not_found(f"no profile {p.name!r}")
     return _json(profile.to_json())
 
 
-async def create_profile(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    await _require_token(request)
-    profile = parse_profile(await _json_body(request))
+@route(
+    "POST",
+    "/v1/profiles",
+    "Create a profile",
+    answer=models.StoredProfile,
+    status=201,
+    errors=(409, 413),
+    write=True,
+    created=True,
+)
+async def create_profile(
+    request: web.Request, p: models.NoParams, body: models.ProfileCreate
+) -> web.Response:
+    profile = profile_from_input(body, body.name)
     stored = await db.insert_profile(request.app[POOL], profile)
     if stored is None:
         raise Problem(
@@ -587,34 +599,50 @@ async def create_profile(request: web.Request) -> web.Response:
     return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
 
 
-async def replace_profile(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    await _require_token(request)
-    name = _path(request, "name", NAME_PATTERN)
-    profile = parse_profile(await _json_body(request), name)
-    stored, created = await db.upsert_profile(request.app[POOL], profile)
+@route(
+    "PUT",
+    "/v1/profiles/{name}",
+    "Create or replace a profile (not rename it)",
+    answer=models.StoredProfile,
+    errors=(413,),
+    write=True,
+    created=True,
+)
+async def replace_profile(
+    request: web.Request,
+    p: models.ProfileParams,
+    body: models.ProfileReplace,
+) -> web.Response:
+    if body.name is not None and body.name != p.name:
+        raise invalid("name", f"must be {p.name!r} as in the URL (profiles are not renamed)")
+    stored, created = await db.upsert_profile(request.app[POOL], profile_from_input(body, p.name))
     await _after_profile_write(request)
     if created:
         return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
     return _json(stored.to_json())
 
 
-async def delete_profile(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    await _require_token(request)
-    name = _path(request, "name", NAME_PATTERN)
-    if name == DEFAULT_PROFILE:
+@route(
+    "DELETE",
+    "/v1/profiles/{name}",
+    "Delete a profile (its workers fall back to default)",
+    status=204,
+    errors=(404, 409),
+    write=True,
+)
+async def delete_profile(request: web.Request, p: models.ProfileParams) -> web.Response:
+    if p.name == DEFAULT_PROFILE:
         raise Problem(
             409, "Conflict", "the default profile cannot be deleted: workers fall back to it", kind="conflict"
         )
-    if not await db.delete_profile(request.app[POOL], name):
-        raise not_found(f"no profile {name!r}")
+    if not await db.delete_profile(request.app[POOL], p.name):
+        raise not_found(f"no profile {p.name!r}")
     await _after_profile_write(request)
     return web.Response(status=204)
 
 
-async def list_decisions(request: web.Request) -> web.Response:
-    Query(request.query, ())
+@route("GET", "/v1/decisions", "Every profile's decision", answer=models.DecisionList, etag=True)
+async def list_decisions(request: web.Request, p: models.NoParams) -> web.Response:
     decider = request.app[DECIDER]
     views = decider.views()
     etag = 'W/"' + hashlib.sha256(" ".join(v.etag for v in views).encode()).hexdigest()[:32] + '"'
@@ -622,86 +650,69 @@ async def list_decisions(request: web.Request) -> web.Response:
     return _conditional(request, etag, lambda: {"items": [decision_json(v, now, max_age) for v in views]})
 
 
-async def get_decision(request: web.Request) -> web.Response:
-    Query(request.query, ())
-    name = _path(request, "profile", NAME_PATTERN)
+@route(
+    "GET",
+    "/v1/decisions/{profile}",
+    "What a profile's miners should mine now, and why",
+    answer=models.Decision,
+    errors=(404, 409, 503),
+    etag=True,
+)
+async def get_decision(request: web.Request, p: models.DecisionParams) -> web.Response:
     decider = request.app[DECIDER]
-    view = decider.view(name)
-    if view is None and await db.profile(request.app[POOL], name) is not None:
+    view = decider.view(p.profile)
+    if view is None and await db.profile(request.app[POOL], p.profile) is not None:
         # Created by another API process since this one's last pass.
         await decider.refresh(reload=True)
-        view = decider.view(name)
+        view = decider.view(p.profile)
     if view is None:
-        raise not_found(f"no profile {name!r}")
+        raise not_found(f"no profile {p.profile!r}")
     now, max_age = decider.now(), decider.rule.max_data_age_s
     return _conditional(request, view.etag, lambda: decision_json(view, now, max_age))
 
 
-async def list_workers(request: web.Request) -> web.Response:
-    q = Query(request.query, ("profile", "after", "limit"))
-    limit = q.integer("limit", 1, MAX_LIMIT, 100)
-    assert limit is not None
-    rows = await db.workers(request.app[POOL], q.string("profile", NAME_PATTERN), q.string("after"), limit)
-    return _json({"items": _rows(rows), "next_after": rows[-1]["name"] if len(rows) == limit else None})
+@route("GET", "/v1/workers", "Workers, by name", answer=models.WorkerList, errors=(503,))
+async def list_workers(request: web.Request, p: models.WorkersParams) -> web.Response:
+    rows = await db.workers(request.app[POOL], p.profile, p.after, p.limit)
+    return _json({"items": _rows(rows), "next_after": rows[-1]["name"] if len(rows) == p.limit else None})
 
 
-async def list_blocks(request: web.Request) -> web.Response:
-    q = Query(request.query, ("coin", "status", "from", "to", "before", "limit"))
-    limit = q.integer("limit", 1, MAX_LIMIT, 100)
-    assert limit is not None
-    coin = q.string("coin", SYMBOL_PATTERN)
-    rows = await db.blocks(
-        request.app[POOL],
-        coin.upper() if coin else None,
-        q.choice("status", BLOCK_STATUSES),
-        q.timestamp("from"),
-        q.timestamp("to"),
-        q.integer("before", 1, 2**63 - 1),
-        limit,
-    )
-    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == limit else None})
+@route("GET", "/v1/blocks", "Blocks found, newest first", answer=models.BlockList, errors=(503,))
+async def list_blocks(request: web.Request, p: models.BlocksParams) -> web.Response:
+    rows = await db.blocks(request.app[POOL], p.coin, p.status, p.from_, p.to, p.before, p.limit)
+    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
-async def list_switch_events(request: web.Request) -> web.Response:
-    q = Query(request.query, ("profile", "from", "to", "before", "limit"))
-    limit = q.integer("limit", 1, MAX_LIMIT, 100)
-    assert limit is not None
-    rows = await db.switch_events(
-        request.app[POOL],
-        q.string("profile", NAME_PATTERN),
-        q.timestamp("from"),
-        q.timestamp("to"),
-        q.integer("before", 1, 2**63 - 1),
-        limit,
-    )
-    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == limit else None})
-
-
-ROUTES: tuple[tuple[str, str, Handler], ...] = (
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
-    ("GET", "/metrics", metrics),
-    ("GET", "/openapi.json", openapi),
-    ("GET", "/v1/coins", list_coins),
-    ("GET", "/v1/coins/{symbol}", get_coin),
-    ("GET", "/v1/coins/{symbol}/history", coin_history),
-    ("GET", "/v1/pools", list_pools),
-    ("GET", "/v1/pools/{name}", get_pool),
-    ("GET", "/v1/pools/{name}/history", pool_history),
-    ("GET", "/v1/hardware", list_hardware),
-    ("GET", "/v1/hardware/{slug}", get_hardware),
-    ("GET", "/v1/profitability", profitability),
-    ("GET", "/v1/profiles", list_profiles),
-    ("POST", "/v1/profiles", create_profile),
-    ("GET", "/v1/profiles/{name}", get_profile),
-    ("PUT", "/v1/profiles/{name}", replace_profile),
-    ("DELETE", "/v1/profiles/{name}", delete_profile),
-    ("GET", "/v1/decisions", list_decisions),
-    ("GET", "/v1/decisions/{profile}", get_decision),
-    ("GET", "/v1/workers", list_workers),
-    ("GET", "/v1/blocks", list_blocks),
-    ("GET", "/v1/switch-events", list_switch_events),
+@route(
+    "GET",
+    "/v1/switch-events",
+    "Moves of miners between upstreams, newest first",
+    answer=models.SwitchEventList,
+    errors=(503,),
 )
+async def list_switch_events(request: web.Request, p: models.SwitchEventsParams) -> web.Response:
+    rows = await db.switch_events(request.app[POOL], p.profile, p.from_, p.to, p.before, p.limit)
+    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The OpenAPI document of OPERATIONS."""
+    return openapi_document(OPERATIONS)
+
+
+def _bound(op: Operation) -> Handler:
+    """The aiohttp handler of `op`: parameters first, then the token, then the body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        params = read_params(op.params, request.query, request.match_info)
+        if op.write:
+            await _require_token(request)
+        if op.body is None:
+            return await op.handler(request, params)
+        return await op.handler(request, params, op.body.read(json_body(await request.read())))
+
+    return handler
 
 
 def create_app(
@@ -723,8 +734,8 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=_MAX_BODY)
     app[CONFIG] = config
     app[METRICS] = metrics_
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    for op in OPERATIONS:
+        app.router.add_route(op.method, op.path, _bound(op))
 
     async def start(app: web.Application) -> None:
         pool = await db.create_pool(dsn, config.db_pool_size)

@@ -1,6 +1,7 @@
 """Errors as RFC 9457 problem details (`application/problem+json`)."""
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -52,16 +53,27 @@ class Problem(Exception):
         )
 
 
-def invalid(name: str, reason: str) -> Problem:
-    """A 400 naming the query parameter or body field `name`."""
+def rejected(invalid_params: Sequence[tuple[str, str]]) -> Problem:
+    """A 400 naming every query parameter or body field at fault, the first in `detail`."""
+    name, reason = invalid_params[0]
     return Problem(
         400,
         "Invalid request",
         f"{name}: {reason}",
         kind="invalid-parameter",
-        invalid_params=((name, reason),),
+        invalid_params=tuple(invalid_params),
     )
 
 
-def not_found(detail: str) -> Problem:
-    return Problem(404, "Not Found", detail, kind="not-found")
+def invalid(name: str, reason: str) -> Problem:
+    """A 400 naming the query parameter or body field `name`."""
+    return rejected([(name, reason)])
+
+
+def not_found(detail: str, parameter: str | None = None) -> Problem:
+    """A 404; `parameter` names the query parameter that points at nothing, where one does."""
+    if parameter is None:
+        return Problem(404, "Not Found", detail, kind="not-found")
+    return Problem(
+        404, "Not Found", f"{parameter}: {detail}", kind="not-found", invalid_params=((parameter, detail),)
+    )

@@ -12,7 +12,8 @@ The decision rule (`api.decision`) then says whether to move.
 from collections.abc import Callable
 
 from api.market import Candidate, Figures, Market, figures, power_cost_per_day
-from api.profiles import Profile, Strategy
+from api.models import Strategy
+from api.profiles import Profile
 
 
 def allowed(profile: Profile, candidate: Candidate) -> bool:

@@ -1,17 +1,22 @@
 """Typed configuration from TOML: unknown keys and bad values fail at start-up, naming the key.
 
-Sections map onto frozen dataclasses. A string value `${NAME}` is read from the environment, so
-secrets (DSNs, pool passwords, API keys) never need to live in the file.
+Sections map onto frozen dataclasses, which pydantic validates (strictly: "80" is no port) and
+builds, running their `__post_init__` checks. A string value `${NAME}` is read from the
+environment, so secrets (DSNs, pool passwords, API keys) never need to live in the file.
 """
 
-import dataclasses
+import json
 import os
 import re
 import tomllib
-import types
 import typing
+from datetime import date, time
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from qscrypt.validation import describe, dotted, known_keys, step, unwrap
 
 T = TypeVar("T")
 
@@ -27,104 +32,60 @@ class ConfigError(ValueError):
         self.problem = problem
 
 
-def _expand_env(key: str, value: str, environ: typing.Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise ConfigError(key, f"environment variable {name} is not set")
-        return environ[name]
-
-    return _ENV_REF.sub(replace, value)
+def _join(prefix: str, part: str | int) -> str:
+    return dotted([prefix, part]) if prefix else dotted([part])
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+def _expand(value: Any, tp: Any, key: str, environ: typing.Mapping[str, str]) -> Any:
+    """`value` with `${NAME}` in its strings read from `environ`, and `~` in its paths expanded.
 
-
-def _convert(key: str, tp: Any, value: Any, environ: typing.Mapping[str, str]) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        candidates = [a for a in args if a is not type(None)]
-        errors = []
-        for candidate in candidates:
-            try:
-                return _convert(key, candidate, value, environ)
-            except ConfigError as exc:
-                errors.append(exc.problem)
-        raise ConfigError(key, " or ".join(errors))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a table, got {type(value).__name__}")
-        return load_section(tp, value, key, environ)  # type: ignore[arg-type]
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(key, f"expected a list, got {type(value).__name__}")
-        item_type = args[0] if args else Any
-        items = [_convert(f"{key}[{i}]", item_type, v, environ) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a table, got {type(value).__name__}")
-        return {k: _convert(f"{key}.{k}", args[1], v, environ) for k, v in value.items()}
-    if origin is typing.Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(key, f"must be one of {allowed}, got {value!r}")
+    Values typed Any are left as they are: such a table travels whole to the loader of its own
+    section, which expands it then (once: a secret may itself contain `${`). So are keys the type
+    does not have, which validation then reports as unknown."""
+    if tp is None or tp is Any:
         return value
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
-        return _expand_env(key, value, environ)
-    if tp is Path:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected a path string, got {value!r}")
-        return Path(_expand_env(key, value, environ)).expanduser()
-    raise ConfigError(key, f"unsupported type {_type_name(tp)}")
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1) not in environ:
+                raise ConfigError(key, f"environment variable {match.group(1)} is not set")
+            return environ[match.group(1)]
+
+        value = _ENV_REF.sub(replace, value)
+        return os.path.expanduser(value) if unwrap(tp) is Path else value
+    if isinstance(value, dict):
+        return {k: _expand(v, step(tp, k), _join(key, k), environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, step(tp, i), _join(key, i), environ) for i, v in enumerate(value)]
+    if isinstance(value, date | time):  # a datetime is a date too
+        raise ConfigError(key, f"a TOML date or time is not a valid value here, got {value}")
+    return value
+
+
+def _error(cls: type[Any], prefix: str, exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):  # a __post_init__ check that names its key itself
+        return cause
+    loc = error["loc"]
+    key = _join(prefix, dotted(loc)) if loc else prefix or cls.__name__
+    problem = describe(error, mapping="a table")
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        problem += f" (known keys here: {', '.join(known_keys(cls, loc[:-1]))})"
+    return ConfigError(key, problem)
 
 
 def load_section(cls: type[T], data: dict[str, Any], prefix: str = "",
                  environ: typing.Mapping[str, str] | None = None) -> T:
     """Build dataclass `cls` from a TOML table; unknown keys and wrong types raise ConfigError."""
     env = os.environ if environ is None else environ
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for name in data:
-        if name not in fields:
-            key = f"{prefix}.{name}" if prefix else name
-            known = ", ".join(sorted(fields))
-            raise ConfigError(key, f"unknown key (known keys here: {known})")
-    kwargs: dict[str, Any] = {}
-    for name, field in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            kwargs[name] = _convert(key, hints[name], data[name], env)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(key, "is required")
+    expanded = _expand(data, cls, prefix, env)
     try:
-        obj = cls(**kwargs)
-    except ValueError as exc:
-        # __post_init__ validation raises ConfigError already; anything else gets the section name.
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(prefix or cls.__name__, str(exc)) from None
-    return obj
+        # Validated as JSON, where strict mode still reads a list as a tuple and a string as a
+        # Path, as TOML values must be read; in Python mode it would refuse both.
+        return TypeAdapter(cls).validate_json(json.dumps(expanded), strict=True, extra="forbid")
+    except ValidationError as exc:
+        raise _error(cls, prefix, exc) from None
 
 
 def read_toml(path: Path) -> dict[str, Any]:

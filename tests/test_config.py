@@ -53,6 +53,9 @@ def test_missing_environment_secret_names_key_and_variable() -> None:
         ("[proxy]\nworkers = 0\n", "proxy.workers", "1..256"),
         ("[proxy]\nworkers = 300\n", "proxy.workers", "1..256"),
         ("not toml at all [", "<file>", "not valid TOML"),
+        ("[proxy]\nworkers = 1979-05-27\n", "proxy.workers", "TOML date"),
+        ("[proxy]\nworkers = 1.5\n", "proxy.workers", "must be an integer, got 1.5"),
+        ("[proxy]\nupstreams = [5]\n", "proxy.upstreams[0]", "must be a table, got 5"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, key: str, problem: str) -> None:
@@ -62,6 +65,18 @@ def test_bad_config_names_the_key(tmp_path: Path, toml: str, key: str, problem: 
         load_config(path, {})
     assert err.value.key == key
     assert problem in str(err.value)
+
+
+def test_a_secret_is_read_from_the_environment_once_and_paths_expand_home(tmp_path: Path) -> None:
+    from aggregator.cli import load_aggregator_config
+
+    path = tmp_path / "q.toml"
+    path.write_text('[proxy]\nspill_dir = "~/${SPILL}"\n[aggregator.coingecko]\napi_key = "${KEY}"\n')
+    env = {"SPILL": "spill", "KEY": "k${NOT_A_REFERENCE}"}
+    config = load_config(path, env)
+    assert config.proxy.spill_dir == Path.home() / "spill"
+    # The aggregator's table is expanded by its own loader, not before: a secret may contain "${".
+    assert load_aggregator_config(config.aggregator, env).coingecko.api_key == "k${NOT_A_REFERENCE}"
 
 
 def test_database_dsn_from_environment(tmp_path: Path) -> None:

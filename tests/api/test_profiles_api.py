@@ -124,6 +124,10 @@ async def test_the_token_can_come_from_the_environment(
         ({"name": "x", "strategy": "max_usd", "params": {"power_w": -1}}, "params.power_w"),
         ({"name": "x", "strategy": "max_usd", "params": {"include_solo": "yes"}}, "params.include_solo"),
         ({"name": "x", "strategy": "max_usd", "params": {"algorithm": "Scrypt"}}, "params.algorithm"),
+        (
+            {"name": "x", "strategy": "fixed", "params": {"coin": "LTC", "pool": None, "include_solo": True}},
+            "params.include_solo",
+        ),
         (["max_usd"], "body"),
     ],
 )
@@ -135,6 +139,31 @@ async def test_bad_bodies_name_the_field(
     assert response.status == 400
     assert response.content_type == "application/problem+json"
     assert_problem(await response.json(), 400, field)
+
+
+async def test_every_field_at_fault_is_named_and_what_a_strategy_takes_is_said(
+    market_dsn: str, make_client: ClientFactory
+) -> None:
+    client = await make_client(market_dsn)
+    body = {
+        "name": "x",
+        "strategy": "fixed",
+        "params": {"coin": "LTC", "pool": None, "include_solo": True},
+        "max_fee_pct": 101,
+        "deny_coins": ["L T C"],
+    }
+    response = await client.post("/v1/profiles", json=body, headers=AUTH)
+    problem = await response.json()
+    reasons = {p["name"]: p["reason"] for p in problem["invalid-params"]}
+    assert set(reasons) == {"params.include_solo", "max_fee_pct", "deny_coins[0]"}
+    assert reasons["params.include_solo"] == (
+        "not a parameter of strategy fixed (it takes: algorithm, coin, hashrate_hs, pool, power_w)"
+    )
+    assert reasons["max_fee_pct"] == "must be <= 100, got 101"
+    assert (
+        problem["detail"]
+        == f"{problem['invalid-params'][0]['name']}: {problem['invalid-params'][0]['reason']}"
+    )
 
 
 async def test_bodies_that_are_not_json(market_dsn: str, make_client: ClientFactory) -> None:

@@ -166,6 +166,13 @@ async def test_profitability_ranks_coin_and_pool_gross_and_net(
         3412.5,
         "antminer-l7",
     )
+    # hashrate and watts given with hardware say what this one runs at: an undervolted L7.
+    undervolted = await get_json(client, "/v1/profitability?hardware=antminer-l7&watts=3000&power_cost=0.05")
+    assert (undervolted["hashrate_hs"], undervolted["power_w"]) == (9.4e9, 3000.0)
+    assert undervolted["power_usd_per_day"] == pytest.approx(3.6)
+    faster = await get_json(client, "/v1/profitability?hardware=antminer-l7&hashrate=1e10")
+    assert (faster["hashrate_hs"], faster["power_w"]) == (1e10, 3412.5)
+    assert_problem(await get_json(client, "/v1/profitability?hardware=nope", 404), 404, "hardware")
 
     etc = await get_json(client, "/v1/profitability?algorithm=etchash")  # tracked, but no data
     assert (etc["items"], etc["data_as_of"], etc["stale"]) == ([], None, True)
@@ -177,8 +184,6 @@ async def test_profitability_ranks_coin_and_pool_gross_and_net(
         ("watts=1e99", "watts"),
         ("power_cost=-0.1", "power_cost"),
         ("include_solo=yes", "include_solo"),
-        ("hardware=antminer-l7&hashrate=1", "hashrate"),
-        ("hardware=nope", "hardware"),
         ("algorithm=SCRYPT", "algorithm"),
         ("hashrate=1&hashrate=2", "hashrate"),
     ):
