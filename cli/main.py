@@ -6,8 +6,6 @@ each package its own section and starts what was asked for; nothing imports it.
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -20,24 +18,16 @@ import backends.worker
 import proxy.spill
 from bench.scrypt import main as bench_main
 from cli.config import Config, load_config
+from cli.runner import run
 from cli.stack import run_stack
 from proxy.app import run_proxy
 from proxy.coordinator.config import CoordinatorConfig
-from proxy.supervisor import CONTROL_FD_ENV, DSN_ENV, WORKER_ENV, run_supervisor, worker_command
+from proxy.supervisor import run_supervisor, worker_command
 from qscrypt.db import database_dsn
 from qscrypt.db.migrate import migrate
 from qscrypt.log import configure_logging, get_logger
 from qscrypt.settings import ConfigError, load_section
 from qscrypt.signals import stop_on_signals
-
-
-def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    try:
-        import uvloop
-
-        return uvloop.run(coro_factory())
-    except ImportError:
-        return asyncio.run(coro_factory())
 
 
 def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
@@ -48,8 +38,7 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
-    # A worker of a multi-process proxy gets its database from the supervisor (already migrated).
-    dsn = database_dsn(config.database) if not args.no_database and WORKER_ENV not in os.environ else None
+    dsn = None if args.no_database else database_dsn(config.database)
 
     coordinator = None
     if config.coordinator:
@@ -60,26 +49,12 @@ def cmd_proxy(config: Config, args: argparse.Namespace) -> int:
             await migrate(dsn)
         with stop_on_signals() as stop:
             if config.proxy.workers > 1:
-                await run_supervisor(config.proxy, worker_command(args.config, args.no_database), dsn, stop)
+                await run_supervisor(config.proxy, worker_command(args.config), dsn, stop)
             else:
                 await run_proxy(config.proxy, dsn, stop, coordinator)
         return 0
 
-    async def worker(index: int, link_fd: int) -> int:
-        # Ctrl-C reaches every process of the group; the supervisor stops its workers with SIGTERM,
-        # in order, so a worker does not stop on its own.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # The coordinator has its own upstream session: one per proxy, in its first worker.
-        with stop_on_signals((signal.SIGTERM,)) as stop:
-            await run_proxy(config.proxy, os.environ.get(DSN_ENV), stop,
-                            coordinator if index == 0 else None, (index, link_fd))
-        return 0
-
-    if WORKER_ENV in os.environ:
-        index = int(os.environ[WORKER_ENV].split("/")[0])
-        link_fd = int(os.environ[CONTROL_FD_ENV])
-        return _run(lambda: worker(index, link_fd))
-    return _run(main)
+    return run(main)
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
@@ -87,7 +62,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         with stop_on_signals() as stop:
             return await run_stack(config, args.data_dir, args.with_miner, stop)
 
-    return _run(stack)
+    return run(stack)
 
 
 def cmd_bench(config: Config, args: argparse.Namespace) -> int:
@@ -107,15 +82,15 @@ Command = Callable[[Config, argparse.Namespace], int]
 
 
 def _delegate(module: Subcommand, section: Callable[[Config], object]) -> Command:
-    def run(config: Config, args: argparse.Namespace) -> int:
+    def command(config: Config, args: argparse.Namespace) -> int:
         args.database = config.database
         args.section = section(config)
         result = module.main(args)
         if asyncio.iscoroutine(result):
-            return int(_run(lambda: result) or 0)
+            return int(run(lambda: result) or 0)
         return int(result or 0)
 
-    return run
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -436,14 +436,12 @@ def _resumed_worker(data: bytes) -> int | None:
     return session_worker(session_id) if isinstance(session_id, str) else None
 
 
-def worker_command(config_path: Path | None, no_database: bool) -> list[str]:
-    """How a worker is started: this same program, `qscrypt proxy`, told it is a worker by env."""
-    command = [sys.executable, "-m", "cli"]
+def worker_command(config_path: Path | None) -> list[str]:
+    """How a worker is started: the entry package's worker program (the proxy alone, not every
+    subcommand), told which worker it is by its environment."""
+    command = [sys.executable, "-m", "cli.proxy_worker"]
     if config_path is not None:
         command += ["-c", str(config_path)]
-    command.append("proxy")
-    if no_database:
-        command.append("--no-database")
     return command
 
 
