@@ -77,7 +77,6 @@ class Proxy:
                                       config.share_flush_s, records=[(self.blocks, insert_block)],
                                       metrics=self.metrics)
         self._metrics_http: WSGIServer | None = None
-        self.upstreams: list[Upstream] = []
         self.ports: dict[str, int] = {}
         self.link: WorkerLink | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,6 +94,12 @@ class Proxy:
     def upstream(self, name: str) -> Upstream | None:
         return self.dispatch.upstream(name)
 
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """Every upstream session, the extra ones a filling group opened too (the dispatcher
+        watches them all)."""
+        return list(self.dispatch.upstreams.values())
+
     def _make_upstream(self, config: UpstreamConfig, name: str) -> Upstream:
         if config.kind == "daemon":
             from proxy.upstream.daemon import DaemonUpstream
@@ -103,7 +108,6 @@ class Proxy:
                                                 journal=self.blocks)
         else:
             upstream = PoolUpstream(config, self.config.failover, name=name)
-        self.upstreams.append(upstream)
         self.metrics.upstream_up.labels(upstream.name).set(0)
         upstream.on_state(self._upstream_state)
         return upstream
