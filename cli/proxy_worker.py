@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     link_fd = int(os.environ[CONTROL_FD_ENV])
 
     async def worker() -> int:
-        # Ctrl-C reaches every process of the group; the supervisor stops its workers with SIGTERM,
-        # in order, so a worker does not stop on its own.
+        # The supervisor stops its workers with SIGTERM, in order, so a worker does not stop on
+        # Ctrl-C of its own (it runs in its own session; this covers one started by hand).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The coordinator has its own upstream session: one per proxy, in its first worker.
         with stop_on_signals((signal.SIGTERM,)) as stop:

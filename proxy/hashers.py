@@ -104,9 +104,12 @@ class HasherPool:
 
     async def _spawn(self, hasher: _Hasher) -> None:
         hasher.gone = asyncio.get_running_loop().create_future()
+        # Its own session: a terminal's Ctrl-C must not reach it. Ignoring SIGINT in `serve` is not
+        # enough, since uvloop's spawn resets every signal to its default and a Ctrl-C during the
+        # child's imports killed it (the pool then reported a hasher died while shutting down).
         await asyncio.get_running_loop().subprocess_exec(
             lambda: hasher, sys.executable, "-m", "proxy.hashers",
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, start_new_session=True)
         # Headers it had not answered when its predecessor died, in their order.
         if hasher.waiting:
             self._send(hasher, b"".join(item[0] for item in hasher.waiting))
@@ -183,9 +186,9 @@ class HasherPool:
 
 
 def serve(stdin: int = 0, stdout: int = 1) -> None:
-    """The hasher process: headers in, hashes out, in order, until its input closes. Ctrl-C and a
-    service manager's SIGTERM reach the whole process group: the proxy ends its hashers itself,
-    after its last share, so they ignore both. It runs at a lower priority than the proxy."""
+    """The hasher process: headers in, hashes out, in order, until its input closes. The proxy ends
+    its hashers itself, after its last share, so they ignore Ctrl-C and SIGTERM (started by hand or
+    sent to them directly). It runs at a lower priority than the proxy."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Below the event loop, which needs its core at once but briefly: a miner's reply, a handshake

@@ -225,8 +225,11 @@ class Supervisor:
         env["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
         if self.dsn:
             env[DSN_ENV] = self.dsn
+        # Its own session: a terminal's Ctrl-C reaches the supervisor alone, which stops its workers
+        # in order (uvloop's spawn resets signals to their defaults, so a worker still importing
+        # would otherwise die of it).
         worker.process = await asyncio.create_subprocess_exec(
-            *self.worker_command, env=env, pass_fds=(theirs.fileno(),))
+            *self.worker_command, env=env, pass_fds=(theirs.fileno(),), start_new_session=True)
         theirs.close()
         worker.control = ours
         worker.ready = False

@@ -70,15 +70,22 @@ async def test_profile_moved_between_an_idle_and_a_busy_pool_loses_no_share(
         run = await stack.enter_async_context(running_proxy(
             tmp_path / "spill", upstreams, failover=replace(FAILOVER, no_job_timeout_s=900.0),
             switching=switching))
+        idle_upstream = run.proxy.upstream("idle")
+        assert idle_upstream is not None
+        await wait_until(lambda: run.shares.jobs_of("idle"), 30, "the idle pool's first job", idle)
+        before = {j.upstream_job_id for j in run.shares.jobs_of("idle")}
         # The idle pool's last job: one block on its chain, then nothing.
         kicked = time.monotonic()
         await asyncio.to_thread(idle.pair.generate, 1)
-        idle_upstream = run.proxy.upstream("idle")
-        assert idle_upstream is not None
-        await wait_until(lambda: run.shares.jobs_of("idle", kicked) and idle_upstream.healthy, 30,
+
+        def new_block_job() -> list[str]:  # not a keep-alive copy of its earlier job
+            return [j.upstream_job_id for j in run.shares.jobs_of("idle", kicked)
+                    if j.clean and j.upstream_job_id not in before]
+
+        await wait_until(lambda: new_block_job() and idle_upstream.healthy, 30,
                          "the idle pool's job on its new block at the proxy", idle)
         idle_since = time.monotonic()
-        idle_job = run.shares.jobs_of("idle", kicked)[-1].upstream_job_id
+        idle_job = new_block_job()[-1]
         routes = run.proxy.router.routes
         await wait_until(lambda: "p1" in routes and routes["p1"].active == "busy", 10,
                          "profile p1's decision")
