@@ -13,6 +13,8 @@ DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-i
 PEERS_SRC ?= ../shared/peers
 DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
+# promtool (from prometheus) checks and unit-tests deploy/prometheus/ in tests/deploy.
+DEBIAN_PACKAGES += prometheus
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 

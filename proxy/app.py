@@ -324,7 +324,8 @@ async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
         from proxy.coordinator.run import run_coordinator
 
         fan_out = asyncio.create_task(run_coordinator(coordinator, config, dsn, stop,
-                                                      accounting=proxy.accounting), name="coordinator")
+                                                      accounting=proxy.accounting,
+                                                      registry=proxy.metrics.registry), name="coordinator")
     try:
         if proxy.link is None:
             await stop.wait()

@@ -78,6 +78,14 @@ EXCHANGES: list[tuple[str, str, str, int, Any]] = [
     ("GET", "/v1/workers", "/v1/workers", 200, None),
     ("GET", "/v1/blocks", "/v1/blocks", 200, None),
     ("GET", "/v1/switch-events", "/v1/switch-events", 200, None),
+    ("PUT", "/v1/devices/l3.rack1", "/v1/devices/{name}", 201, {"host": "192.0.2.7", "worker": "farm.l3"}),
+    ("PUT", "/v1/devices/l3.rack1", "/v1/devices/{name}", 200, {"host": "192.0.2.7", "port": 4029}),
+    ("PUT", "/v1/devices/l3.rack1", "/v1/devices/{name}", 400, {"host": "192.0.2.7", "port": 0}),
+    ("GET", "/v1/devices", "/v1/devices", 200, None),
+    ("GET", "/v1/devices/l3.rack1", "/v1/devices/{name}", 200, None),
+    ("GET", "/v1/devices/nothing", "/v1/devices/{name}", 404, None),
+    ("DELETE", "/v1/devices/l3.rack1", "/v1/devices/{name}", 204, None),
+    ("DELETE", "/v1/devices/l3.rack1", "/v1/devices/{name}", 404, None),
 ]
 
 
