@@ -108,6 +108,12 @@ class Poller:
                 log.warning("fleet.record_failed", device=state.device.name, error=str(exc))
             except (OSError, asyncpg.InterfaceError) as exc:
                 log.warning("fleet.record_failed", device=state.device.name, error=str(exc))
+            except Exception as exc:  # a bug must cost one device one poll, never the poller
+                log.exception("fleet.poll_bug", device=state.device.name)
+                state.failures += 1
+                state.error = f"internal error reading the answer: {type(exc).__name__}: {exc}"
+                state.next_at = self.clock() + self.backoff.delay(state.failures)
+                self.metrics.down(state.device.name)
 
     async def read_device(self, device: DeviceConfig) -> Reading:
         """One reading: `summary+pools` then `stats` (a firmware that cannot join commands is asked

@@ -5,6 +5,8 @@ sections, wrong units)."""
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.cgminer import AnswerError, parse, request
 from fleet.families import ReadingError, family_of, read
@@ -221,3 +223,46 @@ def test_request() -> None:
     assert request("stats", json_format=False) == b"stats"
     with pytest.raises(ValueError):
         request('summary"}')
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12)
+_fields = st.dictionaries(st.sampled_from(["MHS av", "GHS 5s", "KHS 5s", "Total MH", "Elapsed", "Accepted",
+                                           "Rejected", "Hardware Errors", "POOL", "URL", "Status", "Priority",
+                                           "Stratum Active", "Type", "chain_rate1", "chain_acs1", "temp1",
+                                           "temp2_1", "fan1", "temp_max", "chain_hw1", "x"]), _json_values,
+                          max_size=8)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(status=st.sampled_from(["S", "W", "I", "E", "F"]), summary=st.lists(_fields, max_size=2),
+       pools=st.lists(_fields, max_size=3), stats=st.lists(_fields, max_size=3), cut=st.integers(0, 2000),
+       text=st.booleans())
+def test_any_answer_is_a_reading_or_a_clear_error(status: str, summary: list, pools: list, stats: list,
+                                                  cut: int, text: bool) -> None:
+    """Whatever a device sends — fields of any type, cut anywhere — parse and read raise nothing but
+    AnswerError or ReadingError."""
+    def answer(name: str, items: list) -> bytes:
+        if text:
+            sections = [f"STATUS={status},Description=cgminer"] + [
+                ",".join(f"{k}={v}" for k, v in item.items()) for item in items]
+            return ("|".join(sections) + "|").encode()
+        return json.dumps({"STATUS": [{"STATUS": status, "Description": "cgminer"}], name: items,
+                           "id": 1}).encode()
+
+    raws = {"summary": answer("SUMMARY", summary), "pools": answer("POOLS", pools),
+            "stats": answer("STATS", stats)}
+    raws["summary"] = raws["summary"][:cut] if cut < len(raws["summary"]) else raws["summary"]
+    replies = {}
+    for command, raw in raws.items():
+        try:
+            replies.update(parse(raw, command))
+        except AnswerError:
+            continue
+    try:
+        reading = read(replies)
+    except ReadingError:
+        return
+    json.dumps(reading.to_json(), allow_nan=False)
