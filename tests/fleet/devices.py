@@ -67,6 +67,7 @@ class Device:
     server: asyncio.Server | None = None
     keep_open: bool = False
     """Answer without closing the connection (some firmwares), like a `never` device after it."""
+    on_close: Callable[[], None] | None = None
 
     @property
     def port(self) -> int:
@@ -94,6 +95,8 @@ class Device:
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
+            if self.on_close is not None:
+                self.on_close()
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

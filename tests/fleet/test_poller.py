@@ -232,3 +232,33 @@ async def test_device_and_proxy_hashrate_over_the_same_window_in_postgres(pg_dsn
     finally:
         await pool.close()
         await device.close()
+
+
+async def test_concurrency_is_bounded() -> None:
+    """Six devices that never answer, two at a time: three rounds of the timeout, and never more than
+    two connections open at once."""
+    open_now, most = [0], [0]
+
+    def never_counting(command: str) -> bytes | None:
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        return None
+
+    servers = [await Device(never_counting, on_close=lambda: open_now.__setitem__(0, open_now[0] - 1)).start()
+               for _ in range(6)]
+    try:
+        config = FleetConfig(poll_s=10, timeout_s=0.5, window_s=60, concurrency=2, devices=tuple(
+            DeviceConfig(name=f"d{i}", host="127.0.0.1", port=s.port) for i, s in enumerate(servers)))
+        poller = Poller(config, FleetMetrics(), clock=Clock(3_000_000.0))
+        await poller.refresh_devices()
+
+        began = time.monotonic()
+        await poller.poll_due()
+        took = time.monotonic() - began
+        assert most[0] == 2, most
+        assert 1.4 <= took < 4.0, took
+        assert all(s.failures == 1 and "timed out after 0.5 s" in (s.error or "")
+                   for s in poller.states.values())
+    finally:
+        for server in servers:
+            await server.close()
