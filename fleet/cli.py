@@ -63,28 +63,38 @@ async def once(config: FleetConfig) -> int:
 
 
 async def serve(config: FleetConfig, args: argparse.Namespace) -> int:
-    import asyncpg
-    from prometheus_client import start_http_server
-
-    from fleet.metrics import FleetMetrics
-    from fleet.poller import Poller
     from qscrypt.db import database_dsn
     from qscrypt.db.migrate import migrate
     from qscrypt.signals import stop_on_signals
 
     dsn = args.dsn or await asyncio.to_thread(database_dsn, args.database)
     await migrate(dsn)
+    with stop_on_signals() as stop:
+        await run_fleet(config, dsn, stop)
+    return 0
+
+
+async def run_fleet(config: FleetConfig, dsn: str, stop: asyncio.Event) -> None:
+    """The poller on the (migrated) database at `dsn`, and its metrics, until `stop`."""
+    import asyncpg
+    from prometheus_client import start_http_server
+
+    from fleet.metrics import FleetMetrics
+    from fleet.poller import Poller
+
     metrics = FleetMetrics()
     server = None
     if config.metrics_port:
-        server, _ = start_http_server(config.metrics_port, config.metrics_host, registry=metrics.registry)
-        log.info("fleet.metrics", url=f"http://{config.metrics_host}:{config.metrics_port}/metrics")
+        try:
+            server, _ = start_http_server(config.metrics_port, config.metrics_host, registry=metrics.registry)
+            log.info("fleet.metrics", url=f"http://{config.metrics_host}:{config.metrics_port}/metrics")
+        except OSError as exc:
+            # Polling (and the readings the API serves) does not need the metrics port.
+            log.error("fleet.metrics_unavailable", port=config.metrics_port, error=str(exc))
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=min(4, config.concurrency))
     try:
-        with stop_on_signals() as stop:
-            await Poller(config, metrics, pool).run(stop)
+        await Poller(config, metrics, pool).run(stop)
     finally:
         await pool.close()
         if server is not None:
             server.shutdown()
-    return 0
