@@ -236,7 +236,7 @@ _fields = st.dictionaries(st.sampled_from(["MHS av", "GHS 5s", "KHS 5s", "Total 
                           max_size=8)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(status=st.sampled_from(["S", "W", "I", "E", "F"]), summary=st.lists(_fields, max_size=2),
        pools=st.lists(_fields, max_size=3), stats=st.lists(_fields, max_size=3), cut=st.integers(0, 2000),
        text=st.booleans())
