@@ -15,6 +15,8 @@ DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
 # promtool (from prometheus) checks and unit-tests deploy/prometheus/ in tests/deploy.
 DEBIAN_PACKAGES += prometheus
+# Dogecoin Core (merged-mining tests), built without wallet or GUI.
+DEBIAN_PACKAGES += build-essential autotools-dev bsdmainutils libevent-dev libboost-system-dev libboost-filesystem-dev libboost-chrono-dev libboost-program-options-dev libboost-test-dev libboost-thread-dev
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 
@@ -49,10 +51,10 @@ run: system-deps $(STAMP)
 test: system-deps $(STAMP) kafka-jars peers
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# cpuminer, BFGMiner and the foundation-v2-litecoin pool, built once into ~/.cache/qscrypt-peers
+# cpuminer, BFGMiner, the foundation-v2-litecoin pool and Dogecoin Core, built once into ~/.cache/qscrypt-peers
 # (idempotent). A failed build does not stop here: the tests that need the peer fail with the reason.
 peers: system-deps
-	-@for script in build-cpuminer.sh build-bfgminer.sh build-foundation-pool.sh; do \
+	-@for script in build-cpuminer.sh build-bfgminer.sh build-foundation-pool.sh build-dogecoind.sh; do \
 	  bash $(PEERS_SRC)/$$script >/dev/null || echo "$$script failed: the tests that use it will say why"; \
 	done
 
