@@ -108,9 +108,9 @@ def build_coinbase(
     script_sig_size = len(height_push) + 1 + extranonce_size + len(tag_push)
     if script_sig_size > MAX_COINBASE_SCRIPT_SIG:
         raise ValueError(
-            f"coinbase scriptSig would be {script_sig_size} bytes (height and aux {len(height_push)}, extranonce "
-            f"{1 + extranonce_size}, tag {len(tag_push)}), over the {MAX_COINBASE_SCRIPT_SIG}-byte limit: "
-            "shorten the coinbase tag"
+            f"coinbase scriptSig would be {script_sig_size} bytes (height and aux {len(height_push)}, "
+            f"extranonce {1 + extranonce_size}, tag {len(tag_push)}), over the "
+            f"{MAX_COINBASE_SCRIPT_SIG}-byte limit: shorten the coinbase tag"
         )
     outputs = [_output(value, payout_script)]
     if commitment is not None:
