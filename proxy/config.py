@@ -137,7 +137,8 @@ class UpstreamConfig:
 
     def _check_aux(self, key: str) -> None:
         if self.aux and self.kind != "daemon":
-            raise ConfigError(f"{key}.aux", "merged mining needs a daemon upstream (solo): a pool merges its own")
+            raise ConfigError(f"{key}.aux",
+                              "merged mining needs a daemon upstream (solo): a pool merges its own")
         chain_ids: dict[int, str] = {}
         for aux in self.aux:
             where = f"{key}.aux[{aux.name}]"
@@ -156,14 +157,15 @@ class UpstreamConfig:
             try:
                 address_to_script(aux.payout_address, profile)
             except AddressError as exc:
-                raise ConfigError(f"{where}.payout_address",
-                                  f"{aux.payout_address!r} cannot be paid on {profile.label}: {exc}") from None
+                problem = f"{aux.payout_address!r} cannot be paid on {profile.label}: {exc}"
+                raise ConfigError(f"{where}.payout_address", problem) from None
             if not 0 < aux.poll_s <= 60:
                 raise ConfigError(f"{where}.poll_s", "must be in (0, 60] seconds")
             other = chain_ids.get(profile.aux_chain_id)
             if other is not None:
-                raise ConfigError(f"{where}.coin", f"shares chain id {profile.aux_chain_id} with aux[{other}]: "
-                                  "one parent block has one slot per chain id, so they cannot ride together")
+                raise ConfigError(f"{where}.coin",
+                                  f"shares chain id {profile.aux_chain_id} with aux[{other}]: one parent "
+                                  "block has one slot per chain id, so they cannot ride together")
             chain_ids[profile.aux_chain_id] = aux.name
 
 
