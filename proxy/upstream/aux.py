@@ -16,6 +16,7 @@ stale, and `submitauxblock` is never called with it.
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from mining.address import address_to_script
@@ -26,6 +27,7 @@ from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcError
 from qscrypt.log import get_logger
 
 REFRESH_S = 30.0
+_CLAIMS_KEPT = 64
 _RPC_TIMEOUT_S = 5.0
 _FIRST_RETRY_S = 0.25
 _MAX_RETRY_S = 10.0
@@ -53,6 +55,7 @@ class AuxChain:
         self.tip: str | None = None
         """The chain's best block as last seen (or as our own accepted block made it)."""
         self.healthy = False
+        self._claimed: OrderedDict[bytes, None] = OrderedDict()
         self._on_work = on_work
         self._refresh_at = 0.0
         self._chain_checked = False
@@ -78,6 +81,16 @@ class AuxChain:
     def submittable(self, block: AuxBlock) -> bool:
         """Whether `block` still builds on the chain's tip: a stale aux block is never submitted."""
         return self.healthy and self.tip is not None and block.prevhash_hex == self.tip
+
+    def claim(self, block: AuxBlock) -> bool:
+        """True once per aux block: the first share that wins it submits it; every later one (the
+        same block, won again on another job or while the node was slow to answer) is not a block."""
+        if block.hash in self._claimed:
+            return False
+        self._claimed[block.hash] = None
+        while len(self._claimed) > _CLAIMS_KEPT:
+            self._claimed.popitem(last=False)
+        return True
 
     def block_found(self, block_hash: str) -> None:
         """Our block is the chain's new tip: every aux block before it is stale from now on, and

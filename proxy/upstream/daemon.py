@@ -87,6 +87,7 @@ _POLL_TIMEOUT_S = 5.0
 _TEMPLATE_TIMEOUT_S = 15.0
 _SUBMIT_TIMEOUT_S = 60.0  # a big block on mainnet can take seconds to validate
 _SUBMIT_ATTEMPTS = 4
+_AUX_SUBMIT_TIMEOUT_S = 15.0  # an aux block carries the parent's coinbase and header, not much more
 _FIRST_RETRY_S = 0.25
 _DB_ATTEMPTS = 3
 _DB_TIMEOUT_S = 5.0
@@ -196,6 +197,7 @@ class DaemonUpstream(Upstream):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._records: set[asyncio.Task[None]] = set()
+        self._aux_submits: set[asyncio.Task[None]] = set()
         self.on_aux_block: Callable[[str, str], None] | None = None
         """Told (coin, status) of every aux block submitted: the proxy counts them in its metrics."""
 
@@ -211,6 +213,14 @@ class DaemonUpstream(Upstream):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._aux_submits:
+            # Aux blocks first (they add records): a node that does not answer gets as long as the
+            # records do, then is given up; the journal keeps the pending row of what it never took.
+            _, pending = await asyncio.wait(self._aux_submits, timeout=_RECORD_DRAIN_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         if self._records:
             # Blocks found just before shutdown still deserve their row.
             await asyncio.wait(self._records, timeout=_RECORD_DRAIN_S)
@@ -430,8 +440,12 @@ class DaemonUpstream(Upstream):
                           extranonce2: bytes, worker: str, found_at: datetime) -> None:
         """Submit the aux block a share won, record it, count it: in a task of its own."""
         if not chain.submittable(block):
-            self._log.info("daemon.aux_stale", aux=chain.name, height=block.height, hash=block.hash_hex,
-                           tip=chain.tip, worker=worker)
+            self._log.info("daemon.aux_stale", aux=chain.name, coin=chain.symbol, height=block.height,
+                           hash=block.hash_hex, tip=chain.tip, worker=worker)
+            return
+        if not chain.claim(block):
+            self._log.debug("daemon.aux_won_again", aux=chain.name, coin=chain.symbol, hash=block.hash_hex,
+                            worker=worker)
             return
         assert entry.tree is not None
         auxpow = build_auxpow(entry.job.coinbase(self.extranonce1, extranonce2), entry.job.merkle_branch,
@@ -462,7 +476,7 @@ class DaemonUpstream(Upstream):
                     return "rejected", f"stale: the {chain.symbol} tip moved while the node did not answer"
             try:
                 answer = await chain.rpc.acall("submitauxblock", block.hash_hex, auxpow,
-                                               timeout_s=_SUBMIT_TIMEOUT_S)
+                                               timeout_s=_AUX_SUBMIT_TIMEOUT_S)
                 break
             except RpcCallError as exc:
                 return "rejected", exc.message  # e.g. "block hash unknown": a new tip came first
@@ -483,8 +497,8 @@ class DaemonUpstream(Upstream):
 
     def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._records.add(task)
-        task.add_done_callback(self._records.discard)
+        self._aux_submits.add(task)
+        task.add_done_callback(self._aux_submits.discard)
 
     async def _chain_place(self, block_hash: str) -> str | None:
         return await _chain_place(self.rpc, block_hash)

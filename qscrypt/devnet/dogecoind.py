@@ -118,7 +118,7 @@ class DogecoinNode:
             f"-rpcuser={self.user}", f"-rpcpassword={self.password}",
             "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", "-bind=127.0.0.1",
             "-discover=0", "-dnsseed=0", "-upnp=0", "-listenonion=0", "-printtoconsole=0",
-            "-rpcthreads=8",
+            "-rpcthreads=8", "-txindex=1",  # getrawtransaction shows whom a block pays
         ]  # fmt: skip
         with self.stdout_log.open("ab") as out:
             # Its own session: a Ctrl-C at the terminal must not stop it under a running proxy.
