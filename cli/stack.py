@@ -128,6 +128,9 @@ async def _aggregate(config: Config, dsn: str, pair: "RegtestPair | None") -> No
     from aggregator.run import run_every
 
     aggregator_config = load_aggregator_config(config.aggregator)
+    if not aggregator_config.solo_merged:
+        # The solo rows earn what the proxy's solo upstreams merge-mine (README: merged mining).
+        aggregator_config = replace(aggregator_config, solo_merged=config.proxy.solo_earnings())
     if pair is not None and not config.aggregator:
         coins = tuple(
             replace(c, daemon_url=pair.rpc_url(0), daemon_user=pair.user, daemon_password=pair.password)

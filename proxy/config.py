@@ -225,6 +225,17 @@ class ProxyConfig:
     share_buffer_max: int = 100_000
     spill_dir: Path = field(default_factory=lambda: default_data_dir() / "spill")
 
+    def solo_earnings(self) -> dict[str, tuple[str, ...]]:
+        """The coins each solo (daemon) upstream's coin earns besides itself by merged mining, as
+        the aggregator's `solo_merged` takes them: {"LTC": ("DOGE",)}."""
+        earnings: dict[str, tuple[str, ...]] = {}
+        for upstream in self.upstreams:
+            if upstream.kind == "daemon" and upstream.aux:
+                coin = upstream.coin.upper()
+                merged = tuple(aux.coin.upper() for aux in upstream.aux)
+                earnings[coin] = tuple(dict.fromkeys(earnings.get(coin, ()) + merged))
+        return earnings
+
     def __post_init__(self) -> None:
         if not 1 <= self.extranonce_prefix_size <= 4:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
