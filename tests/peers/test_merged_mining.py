@@ -15,12 +15,16 @@ ids at once are tested on bytes (tests/mining/test_auxpow.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+from structlog.testing import capture_logs
 
 from mining.auxpow import AuxPow, check_auxpow, coinbase_script_sig
 from mining.hashing import sha256d
@@ -160,3 +164,50 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
     assert not refused, f"Litecoin blocks refused: {[str(f) for f in refused]}"
     assert frozen_height >= AUXPOW_START_HEIGHT + 1
     print(f"\nLitecoin blocks with dogecoind away: {phases} (blocks, seconds)")
+
+
+async def test_dogecoin_blocks_found_while_blocks_is_locked_are_journaled_then_recorded(
+    litecoin_mweb_pair: RegtestPair, dogecoin_node: DogecoinNode, peers: PeerFactory, tmp_path: Path,
+    pg_dsn: str,
+) -> None:
+    """A Dogecoin block is a found block like Litecoin's: journaled (fsync'd) before it is
+    submitted, and written to `blocks` from the journal once PostgreSQL takes writes again."""
+    pair, node = litecoin_mweb_pair, dogecoin_node
+    upstream, _, _ = _merged(pair, node, "merged-journal")
+    start = node.height()
+    blocker = await asyncpg.connect(pg_dsn)
+    try:
+        with capture_logs() as logs:
+            async with running_proxy(tmp_path / "spill", [upstream], dsn=pg_dsn) as run:
+                journal = run.proxy.blocks
+                daemon = run.proxy.upstreams[0]
+                assert isinstance(daemon, DaemonUpstream) and journal is not None
+                await wait_until(lambda: daemon.aux_chains[0].work is not None, 30, "aux work from dogecoind")
+                lock = blocker.transaction()
+                await lock.start()
+                await blocker.execute("LOCK TABLE blocks IN ACCESS EXCLUSIVE MODE")
+                miner = await peers.start_cpuminer(run.url, "merged.rig3", f"x,d={MINER_DIFFICULTY}")
+                await miner.wait_for(lambda: node.height() >= start + 2, 120, "2 Dogecoin blocks")
+                await miner.stop()
+                hashes = {await node.acall("getblockhash", h) for h in range(start + 1, node.height() + 1)}
+
+                def given_up() -> set[str]:
+                    """Blocks whose own insert timed out on the lock (5 s): only the journal has them."""
+                    return {str(e["hash"]) for e in logs if e["event"] == "daemon.block_journaled"}
+
+                async def journaled() -> set[str]:
+                    return {str(record["hash"]) for _, _, record in await journal.pending()
+                            if record["coin"] == "DOGE"}
+
+                await wait_until(lambda: hashes <= given_up(), 60, "each Dogecoin block's insert to time out")
+                assert hashes <= await journaled()
+                await lock.rollback()
+                for block_hash in hashes:
+                    row = await block_row(pg_dsn, block_hash)
+                    assert (row["coin"], row["status"], row["worker"]) == ("DOGE", "accepted", "merged.rig3")
+                deadline = time.monotonic() + 30
+                while await journaled():
+                    assert time.monotonic() < deadline, "the journal still holds Dogecoin blocks"
+                    await asyncio.sleep(0.2)
+    finally:
+        await blocker.close()
