@@ -95,10 +95,10 @@ class AuxChain:
     def block_found(self, block_hash: str) -> None:
         """Our block is the chain's new tip: every aux block before it is stale from now on, and
         new work on it is fetched at once."""
+        # Jobs still committing to the old block are left alone: `submittable` keeps their aux
+        # shares home, and the job with the next block follows within one createauxblock.
         self.tip = block_hash
-        if self.work is not None:
-            self.work = None
-            self._on_work(self)
+        self.work = None
         self._wake.set()
 
     async def _run(self) -> None:
@@ -137,12 +137,8 @@ class AuxChain:
         if not isinstance(best, str):
             raise AuxChainError(f"getbestblockhash answered {best!r}")
         now = time.monotonic()
-        if best != self.tip:
-            self.tip = best
-            if self.work is not None and self.work.prevhash_hex != best:
-                self.work = None  # stale: no job commits to it from here on
-                self._on_work(self)
-        elif self.work is not None and now < self._refresh_at:
+        self.tip = best  # a block on another tip is stale from here on (submittable says no)
+        if self.work is not None and self.work.prevhash_hex == best and now < self._refresh_at:
             self.healthy = True
             return
         answer = await self.rpc.acall("createauxblock", self.config.payout_address, timeout_s=_RPC_TIMEOUT_S)
@@ -155,7 +151,7 @@ class AuxChain:
         if block.prevhash_hex != self.tip:
             self._wake.set()  # the tip moved between the two calls: ask again at once
             return
-        if self.work is None or block.hash != self.work.hash:
+        if self.work is None or block.hash != self.work.hash:  # (a new tip always makes a new block)
             self.work = block
             self._log.info("aux.work", height=block.height, hash=block.hash_hex, reward=block.coinbasevalue)
             self._on_work(self)

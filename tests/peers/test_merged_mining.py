@@ -102,6 +102,8 @@ async def test_cpuminer_merge_mines_dogecoin_across_mweb_activation(
         await run.shares.settle()
         ltc_blocks = _ltc_blocks(run)
         doge_accepted = run.metric("qscrypt_blocks_total", coin="DOGE", status="accepted")
+        doge_other = {status: run.metric("qscrypt_blocks_total", coin="DOGE", status=status)
+                      for status in ("rejected", "orphaned", "pending")}
     pair.sync_blocks()
     for block_hash in ltc_blocks:
         for index in (0, 1):
@@ -115,6 +117,8 @@ async def test_cpuminer_merge_mines_dogecoin_across_mweb_activation(
                                              upstream.coinbase_tag.encode(), doge_address)
     assert len(doge_blocks) >= 3
     assert doge_accepted == len(doge_blocks), "every Dogecoin block is counted once, as accepted"
+    assert not [status for status, count in doge_other.items() if count], \
+        f"Dogecoin submissions the node did not take (a stale aux block sent?): {doge_other}"
     parents = [(await pair.arpc(0, "getblockheader", parent))["height"] for _, parent in doge_blocks]
     assert max(parents) >= MWEB_ACTIVATION_HEIGHT, "Dogecoin blocks ride on MWEB blocks too"
     for block, _ in doge_blocks:
