@@ -1,7 +1,8 @@
 """Merged mining (mining/auxpow.py) on bytes: the slot rule, the aux tree, the coinbase commitment
 and the AuxPoW serialization, against Dogecoin Core 1.14.7's own code (src/auxpow.cpp and its QA
 framework's qa/rpc-tests/test_framework/auxpow.py, transcribed below) and against every refusal
-CAuxPow::check has. What dogecoind itself accepts: tests/peers/test_merged_mining.py."""
+CAuxPow::check has. What dogecoind itself accepts and refuses: tests/devnet/test_dogecoind_auxpow.py
+(bytes built here) and tests/peers/test_merged_mining.py (cpuminer through the proxy)."""
 
 import ctypes
 import struct
