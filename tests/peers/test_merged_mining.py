@@ -10,7 +10,8 @@ or slow Litecoin mining.
 
 Only one aux chain rides here: a second Dogecoin regtest node, even on another chain, has chain id
 98 as well, and one parent block has one slot per chain id (the config refuses it); several chain
-ids at once are tested on bytes (tests/mining/test_auxpow.py).
+ids at once are tested on bytes (tests/mining/test_auxpow.py), and Dogecoin Core takes its block
+from a three-chain tree off slot 0 (tests/devnet/test_dogecoind_auxpow.py).
 """
 
 from __future__ import annotations
