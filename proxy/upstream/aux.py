@@ -55,6 +55,7 @@ class AuxChain:
         self.tip: str | None = None
         """The chain's best block as last seen (or as our own accepted block made it)."""
         self.healthy = False
+        """Whether the last poll of the node answered."""
         self._claimed: OrderedDict[bytes, None] = OrderedDict()
         self._on_work = on_work
         self._refresh_at = 0.0
@@ -79,8 +80,14 @@ class AuxChain:
         await self.rpc.close()
 
     def submittable(self, block: AuxBlock) -> bool:
-        """Whether `block` still builds on the chain's tip: a stale aux block is never submitted."""
-        return self.healthy and self.tip is not None and block.prevhash_hex == self.tip
+        """Whether `block` still builds on the chain's tip as last seen: a stale aux block is never
+        submitted. A node slow to answer polls is still tried (in the submission's own task)."""
+        return self.tip is not None and block.prevhash_hex == self.tip
+
+    def superseded(self, block: AuxBlock) -> bool:
+        """Whether the chain is known to have moved past the block `block` builds on (a node that
+        does not answer says nothing either way)."""
+        return self.tip is not None and block.prevhash_hex != self.tip
 
     def claim(self, block: AuxBlock) -> bool:
         """True once per aux block: the first share that wins it submits it; every later one (the

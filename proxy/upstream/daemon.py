@@ -56,7 +56,15 @@ from typing import Any
 import asyncpg
 
 from mining.address import AddressError, address_to_script
-from mining.auxpow import COMMITMENT_SIZE, AuxBlock, AuxTree, build_aux_tree, build_auxpow, check_auxpow
+from mining.auxpow import (
+    COMMITMENT_SIZE,
+    AuxBlock,
+    AuxPowError,
+    AuxTree,
+    build_aux_tree,
+    build_auxpow,
+    check_auxpow,
+)
 from mining.block import (
     MAX_COINBASE_SCRIPT_SIG,
     BlockTemplateWork,
@@ -450,7 +458,11 @@ class DaemonUpstream(Upstream):
         assert entry.tree is not None
         auxpow = build_auxpow(entry.job.coinbase(self.extranonce1, extranonce2), entry.job.merkle_branch,
                               entry.tree, index, header)
-        check_auxpow(auxpow, block.hash, chain.chain_id)  # never send what the node would refuse
+        try:
+            check_auxpow(auxpow, block.hash, chain.chain_id)  # never send what the node would refuse
+        except AuxPowError as exc:  # a bug of ours: said loudly, and the share is no block anyway
+            self._log.error("daemon.aux_invalid", aux=chain.name, hash=block.hash_hex, error=str(exc))
+            return
         record = BlockRecord(chain.symbol, block.height, block.hash_hex, worker, self.name,
                              block.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at)
         await self._journal_found(record)
@@ -472,7 +484,7 @@ class DaemonUpstream(Upstream):
         for attempt in range(_SUBMIT_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
-                if not chain.submittable(block):
+                if chain.superseded(block):
                     return "rejected", f"stale: the {chain.symbol} tip moved while the node did not answer"
             try:
                 answer = await chain.rpc.acall("submitauxblock", block.hash_hex, auxpow,

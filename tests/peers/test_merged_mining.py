@@ -146,6 +146,14 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
         miner = await peers.start_cpuminer(run.url, "merged.rig2", f"x,d={MINER_DIFFICULTY}")
         await miner.wait_for(lambda: node.height() >= AUXPOW_START_HEIGHT + 1, 90, "a Dogecoin block")
         phases: dict[str, tuple[int, float]] = {}
+
+        def committed() -> bool:
+            return (chain.work is not None and daemon.work is not None
+                    and chain.work.hash[::-1] in daemon.work.job.coinb1)
+
+        # Miners on a job committing to a Dogecoin block: the next share wins it, and its
+        # submission waits on the frozen node while Litecoin blocks must go on.
+        await wait_until(committed, 30, "a job committing to a Dogecoin block")
         # Frozen: the node holds its sockets but answers nothing (a daemon stuck in a long reorg).
         os.kill(node.process.pid, signal.SIGSTOP)
         try:
@@ -165,8 +173,12 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
         assert not chain.healthy
         await miner.stop()
         await run.shares.settle()
-        refused = [f for f in run.shares.forwarded() if f.outcome is not None and not f.outcome.accepted]
+        forwards = run.shares.forwarded()
+        refused = [f for f in forwards if f.outcome is not None and not f.outcome.accepted]
     assert not refused, f"Litecoin blocks refused: {[str(f) for f in refused]}"
+    # A submission to the frozen node waits up to 15 s; none of Litecoin's may wait with it.
+    slow = [str(f) for f in forwards if f.outcome is not None and f.outcome.latency_s > 5.0]
+    assert not slow, f"Litecoin blocks that waited: {slow}"
     assert frozen_height >= AUXPOW_START_HEIGHT + 1
     print(f"\nLitecoin blocks with dogecoind away: {phases} (blocks, seconds)")
 
