@@ -444,7 +444,7 @@ class Coordinator:
                 continue
             state.seen.add(key)
             checks.append((state, share))
-        # Hashing in threads: hashlib.scrypt releases the GIL, and the loop keeps serving results.
+        # Hashing in threads: scrypt releases the GIL, and the loop keeps serving results.
         verdicts = await asyncio.get_running_loop().run_in_executor(
             None, lambda: [check_share(state, share) for state, share in checks])
         for (state, share), verdict in zip(checks, verdicts, strict=True):
