@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import resource
 import statistics
 import struct
 import subprocess
@@ -56,11 +55,15 @@ class Figure:
     def rate(self) -> float:
         return statistics.median(self.rates)
 
+    @property
+    def cpu_rate(self) -> float:
+        return statistics.median(self.cpu_rates)
+
     def row(self) -> str:
         runs = " ".join(f"{rate / 1000:.2f}" for rate in self.rates)
         per_core = self.rate / self.cores
         return (f"{self.name:<44} {self.cores:>5} {self.rate / 1000:>9.2f} {per_core / 1000:>9.2f} "
-                f"{statistics.median(self.cpu_rates) / 1000:>9.2f}   {runs}")
+                f"{self.cpu_rate / 1000:>9.2f}   {runs}")
 
 
 def _cpu_model() -> str:
@@ -73,9 +76,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
+def _cpu_seconds() -> float:
+    return time.process_time()
 
 
 def _timed(run: Callable[[], int]) -> Callable[[], tuple[float, float]]:
@@ -151,30 +153,55 @@ def find_cpuminer() -> tuple[str | None, str]:
     return lines[-1], ""
 
 
-def parse_cpuminer(output: str) -> tuple[float, int]:
-    """(H/s of its "Total:" lines after the first, hashes reported) from `minerd --benchmark`'s log.
-    The first report covers only its first few thousand hashes (startup), so it is left out."""
-    totals = [float(value) for value in re.findall(r"Total: ([0-9.]+) khash/s", output)]
-    hashes = sum(int(value) for value in re.findall(r"thread \d+: (\d+) hashes", output))
-    if not totals:
-        raise RuntimeError(f"cpuminer printed no 'Total:' line: {output.strip()[-300:]!r}")
-    kept = totals[1:] or totals
-    return 1000 * statistics.mean(kept), hashes
+_REPORT = re.compile(r"thread \d+: (\d+) hashes")
+_TOTAL = re.compile(r"Total: ([0-9.]+) khash/s")
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a running process (Linux /proc), None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpuminer(minerd: str, threads: int, seconds: float) -> Callable[[], tuple[float, float]]:
+    """One `minerd --benchmark` run: the mean of its "Total:" lines, and the hashes it reported per
+    CPU-second of it, both counted from its first "Total:" line on (the first report covers only
+    start-up: its first few thousand hashes). Its CPU time is read as each report arrives, so the
+    unreported hashes of its last seconds do not count against it."""
+
     def measure() -> tuple[float, float]:
-        cpu = _cpu_seconds(resource.RUSAGE_CHILDREN)
         process = subprocess.Popen([minerd, "-a", "scrypt", "--benchmark", "-t", str(threads)],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            output, _ = process.communicate(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            output, _ = process.communicate()
-        cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
-        rate, hashes = parse_cpuminer(output)
-        return rate, hashes / cpu if cpu > 0 else 0.0
+        timer = threading.Timer(seconds, process.terminate)
+        timer.start()
+        totals: list[float] = []
+        hashes = 0
+        cpu_first: float | None = None
+        cpu_last: float | None = None
+        tail: list[str] = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail = [*tail[-5:], line]
+            if (report := _REPORT.search(line)) and totals:
+                hashes += int(report.group(1))
+            elif total := _TOTAL.search(line):
+                totals.append(float(total.group(1)))
+                cpu = _process_cpu_seconds(process.pid)
+                if len(totals) == 1:
+                    cpu_first = cpu
+                else:
+                    cpu_last = cpu
+        process.wait()
+        timer.cancel()
+        if len(totals) < 2:
+            raise RuntimeError(f"cpuminer gave fewer than two 'Total:' lines: {''.join(tail)!r}")
+        cpu_rate = 0.0
+        if cpu_first is not None and cpu_last is not None and cpu_last > cpu_first:
+            cpu_rate = hashes / (cpu_last - cpu_first)
+        return 1000 * statistics.mean(totals[1:]), cpu_rate
 
     return measure
 
@@ -283,12 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     hashlib_figures = {1: figures[0], cores: figures[1]}
     print()
     for threads in sorted({1, cores}):
-        mine = ours[best, threads].rate
+        mine = ours[best, threads]
         line = (f"ours ({best}) on {threads} core{'s' * (threads > 1)}: "
-                f"{mine / hashlib_figures[threads].rate:.2f} x hashlib.scrypt")
+                f"{mine.rate / hashlib_figures[threads].rate:.2f} x hashlib.scrypt")
         if threads in reference:
-            line += f", {mine / reference[threads].rate:.2f} x cpuminer"
-        print(line)
+            line += f", {mine.rate / reference[threads].rate:.2f} x cpuminer"
+        cpu_line = f"{mine.cpu_rate / hashlib_figures[threads].cpu_rate:.2f} x hashlib.scrypt"
+        if threads in reference:
+            cpu_line += f", {mine.cpu_rate / reference[threads].cpu_rate:.2f} x cpuminer"
+        print(f"{line}; per CPU-second {cpu_line}")
     for engine in engines:
         engine.close()
     return 0

@@ -28,10 +28,11 @@ from qscrypt.log import get_logger
 HEADER_BYTES = 80
 HASH_BYTES = 32
 READ_HEADERS = 64
-"""Headers a hasher takes per read: under load its answers come back every ~20 ms. Each batch of
-answers wakes the loop, which then takes the core from a hasher and evicts part of its 128 KiB
-scrypt scratchpad; 64 instead of 32 halved those wake-ups and saved ~1.5 µs of loop time per
-share (bench.proxy, BENCHMARKS.md)."""
+"""Headers a hasher takes per read, all hashed in one `scrypt_many` call (8 or 6 side by side in
+SIMD lanes): under load its answers come back every ~2 ms (~20 ms with hashlib.scrypt, one at a
+time). Each batch of answers wakes the loop, which then takes the core from a hasher and evicts
+part of its scratchpads; 64 instead of 32 halved those wake-ups and saved ~1.5 µs of loop time per
+share (bench.proxy with hashlib.scrypt, BENCHMARKS.md)."""
 _IN_HAND = 2 * READ_HEADERS
 """Headers sent to one hasher and not yet answered: the next batch waits in its pipe while it
 hashes this one, so it never waits for a busy loop."""
