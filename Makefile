@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # gcc, libssl-dev and python3.11-dev build mining/_hashes.c and mining/_scrypt.c (setup.py).
 DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
+# qemu-user runs the scrypt tests as CPUs without AVX-512 or AVX2 (tests/mining/test_scrypt.py).
+DEBIAN_PACKAGES += qemu-user
 # The third-party peers the tests run (../shared/peers): cpuminer and BFGMiner are built from source,
 # the foundation-v2-litecoin pool with node-gyp; Debian's nodejs and npm only where no node and npm
 # are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).

@@ -6,7 +6,12 @@ import hashlib
 import itertools
 import json
 import os
+import platform
 import random
+import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,7 +21,8 @@ import pytest
 
 from mining.hashing import scrypt_impls, scrypt_many, scrypt_pow
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "scrypt_headers.json"
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO.parent / "shared" / "vectors" / "scrypt_headers.json"
 HEADER_VECTORS: list[dict[str, Any]] = json.loads(VECTORS.read_text())["vectors"]
 IMPLS = scrypt_impls()
 RANDOM_HEADERS = 2048
@@ -150,3 +156,37 @@ def test_threads_hash_side_by_side_without_sharing_state() -> None:
         thread.join()
     for index, got in enumerate(results):
         assert got == [expected[index]] * len(IMPLS) * 2
+
+
+_ON_ANOTHER_CPU = textwrap.dedent("""
+    import hashlib, json, random, sys
+    from mining.hashing import scrypt_impls, scrypt_many
+    impls = scrypt_impls()
+    vectors = json.loads(open(sys.argv[1]).read())["vectors"]
+    headers = [bytes.fromhex(v["header"]) for v in vectors]
+    rng = random.Random(3)
+    headers += [rng.randbytes(80) for _ in range(14)]
+    expected = b"".join(hashlib.scrypt(h, salt=h, n=1024, r=1, p=1, dklen=32) for h in headers)
+    assert [expected[i * 32:(i + 1) * 32][::-1].hex() for i in range(len(vectors))] == [
+        v["scrypt"] for v in vectors]
+    for impl in impls:
+        got = b"".join(scrypt_many(b"".join(headers[i:i + k]), impl=impl)
+                       for i, k in ((0, 1), (1, 7), (8, 13)))
+        assert got == expected[:21 * 32], impl
+    print(",".join(impls))
+""")
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the run-time choice between x86 SIMD paths")
+@pytest.mark.parametrize("cpu,expected", [("Nehalem", "scalar"), ("Haswell", "avx2,scalar")])
+def test_a_cpu_without_avx512_or_avx2_gets_the_paths_it_runs(cpu: str, expected: str) -> None:
+    # The same build under QEMU's emulation of an older CPU: nothing it cannot run may be chosen (or
+    # executed at import), and what it runs must still agree with hashlib. Debian's qemu-user
+    # (Makefile DEBIAN_PACKAGES).
+    qemu = shutil.which("qemu-x86_64")
+    assert qemu is not None, "qemu-x86_64 not found: apt-get install qemu-user"
+    done = subprocess.run([qemu, "-cpu", cpu, os.path.realpath(sys.executable), "-c", _ON_ANOTHER_CPU,
+                           str(VECTORS)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == expected
