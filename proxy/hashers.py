@@ -3,7 +3,10 @@
 `hashlib.scrypt` releases the GIL, but a hashing thread must take the GIL back between two
 hashes; while the event loop holds it (parsing, replying, fanning out jobs) the thread waits and
 its core idles. Measured here with the main thread busy half the time: two hashing threads did
-3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). So each
+3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). Our SIMD
+scrypt hashes a read's headers in one call, so a thread would take the GIL back once a batch;
+measured again that way (`bench.hashers --batch 64`), processes still hashed more beside a busy
+loop (7.9 against 6.3 kH/s with it busy 20 % of the time, on a loaded machine). So each
 hasher is a small process that reads 80-byte headers from a pipe and writes their 32-byte hashes
 back in the same order: no framing, no pickling, and a burst of shares costs a few pipe writes,
 not one per share.
