@@ -5,8 +5,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# gcc, libssl-dev and python3.11-dev build mining/_sha256d.c (setup.py).
+# gcc, libssl-dev and python3.11-dev build mining/_hashes.c and mining/_scrypt.c (setup.py).
 DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
+# qemu-user runs the scrypt tests as CPUs without AVX-512 or AVX2 (tests/mining/test_scrypt.py).
+DEBIAN_PACKAGES += qemu-user
 # The third-party peers the tests run (../shared/peers): cpuminer and BFGMiner are built from source,
 # the foundation-v2-litecoin pool with node-gyp; Debian's nodejs and npm only where no node and npm
 # are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).
@@ -22,7 +24,7 @@ DEBIAN_PACKAGES += build-essential autotools-dev bsdmainutils libevent-dev libbo
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py mining/_sha256d.c | system-deps
+$(STAMP): pyproject.toml setup.py mining/_hashes.c mining/_scrypt.c mining/_scrypt.h | system-deps
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
