@@ -68,7 +68,7 @@ class Proxy:
             if config.switching.api_url else None
         self.hashers = HasherPool(config.hash_processes or os.cpu_count() or 1)
         self.server = StratumServer(self.dispatch, config.limits, config.vardiff, self.accounting,
-                                    self.metrics, self.hashers)
+                                    self.metrics, self.hashers, config.listen)
         self.writer: ShareWriter | None = None
         if dsn and log is not None and self.journal is not None and self.blocks is not None:
             from proxy.upstream.daemon import insert_block
@@ -184,8 +184,8 @@ class Proxy:
         if link_fd is not None:
             from proxy.supervisor import WorkerLink
 
-            def adopt(sock: socket.socket, kind: str) -> None:
-                self.server.adopt(sock, tls if kind == "tls" else None)
+            def adopt(sock: socket.socket, kind: str, ip: str | None, via: str | None) -> None:
+                self.server.adopt(sock, tls if kind == "tls" else None, ip, via)
 
             self.link = WorkerLink(link_fd, adopt, self.server.ban)
             self.server.on_gone = self.link.closed

@@ -1,5 +1,6 @@
 """The `[proxy]` section: listeners, limits, vardiff, upstreams, failover and switching."""
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,10 +16,27 @@ class ListenConfig:
     tls_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    proxy_protocol_from: list[str] = field(default_factory=list)
+    """Networks (CIDR, or single addresses) of the load balancers allowed to send a PROXY protocol
+    header (v1 or v2) on both ports; empty: PROXY protocol off. A header from any other source is
+    refused, so no miner can claim another's address."""
+    proxy_protocol: Literal["required", "optional"] = "required"
+    """From a trusted source: "required" refuses a connection without a header."""
+    proxy_protocol_timeout_s: float = 5.0
+    """How long a trusted source's connection may take to send its header."""
 
     def __post_init__(self) -> None:
         if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
             raise ConfigError("proxy.listen.tls_port", "needs tls_cert and tls_key")
+        for i, cidr in enumerate(self.proxy_protocol_from):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ConfigError(f"proxy.listen.proxy_protocol_from[{i}]",
+                                  f"{cidr!r} is not a network in CIDR form (e.g. 10.0.0.0/8 or "
+                                  f"192.0.2.7): {exc}") from None
+        if not 0 < self.proxy_protocol_timeout_s <= 60:
+            raise ConfigError("proxy.listen.proxy_protocol_timeout_s", "must be in (0, 60] seconds")
         for key, port in (("port", self.port), ("tls_port", self.tls_port)):
             if port is not None and not 0 <= port <= 65535:
                 raise ConfigError(f"proxy.listen.{key}", f"{port} is not a TCP port")

@@ -18,10 +18,17 @@ from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
 from proxy.admission import Admission, BanPolicy
-from proxy.config import LimitsConfig, VardiffConfig
+from proxy.config import LimitsConfig, ListenConfig, VardiffConfig
 from proxy.dispatch import Dispatcher
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
+from proxy.proxy_protocol import (
+    V2_MAX_BYTES,
+    HeaderParser,
+    ProxyProtocolError,
+    TrustedSources,
+    looks_like_header,
+)
 from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
 from proxy.token_bucket import TokenBucket
 from proxy.upstream.base import SubmitOutcome
@@ -40,13 +47,86 @@ unread: a burst is parsed as the hashers free up, not all at once, so the loop k
 feeding them, and memory stays bounded."""
 
 
+async def _readable(sock: socket.socket, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def read_proxy_header(sock: socket.socket, required: bool, timeout: float) -> str | None:
+    """The client address in the PROXY header at the start of an accepted socket (None: the header
+    names none, or there is none where none is required). Peeks, and takes only the header's bytes:
+    the Stratum line or TLS ClientHello behind it stays in the socket for whoever reads it next."""
+    parser = HeaderParser(required)
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = sock.recv(V2_MAX_BYTES, socket.MSG_PEEK)
+        except BlockingIOError:
+            data = None
+        if data is not None:
+            if not data:
+                raise ProxyProtocolError("closed inside its PROXY header" if parser.taken
+                                         else "closed before sending a PROXY header")
+            taken = parser.feed(data)
+            if taken:
+                sock.recv(taken)  # exactly the header's bytes, already in the kernel's buffer
+            if parser.done:
+                header = parser.header
+                return header.source[0] if header is not None and header.source is not None else None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ProxyProtocolError(f"no complete PROXY header within {timeout:g} s")
+        try:
+            await _readable(sock, left)
+        except TimeoutError:
+            raise ProxyProtocolError(f"no complete PROXY header within {timeout:g} s") from None
+
+
+async def proxy_preamble(sock: socket.socket, peer: str, tls: bool, sources: TrustedSources,
+                         required: bool, timeout: float) -> str:
+    """The miner's address for a connection accepted from `peer` while PROXY protocol is on: the
+    header's from a trusted balancer; `peer` itself otherwise. Raises ProxyProtocolError (the
+    reason to log) for a header that is bad, missing where required, or sent by anyone else. An
+    untrusted plain-TCP peer is not waited for here: its first bytes are checked as they arrive
+    (`MinerConnection.data_received`); on the TLS port they would be ciphertext there, so they
+    are peeked at here."""
+    if sources.trusts(peer):
+        return await read_proxy_header(sock, required, timeout) or peer
+    if tls:
+        sock.setblocking(False)
+        for _ in range(2):
+            try:
+                first = sock.recv(len(b"PROXY "), socket.MSG_PEEK)
+            except BlockingIOError:
+                await _readable(sock, timeout)
+                continue
+            if looks_like_header(first):
+                raise ProxyProtocolError("PROXY protocol header from an untrusted source")
+            break
+    return peer
+
+
 class MinerConnection(asyncio.Protocol):
-    def __init__(self, server: "StratumServer") -> None:
+    def __init__(self, server: "StratumServer", ip: str | None = None, via: str | None = None) -> None:
+        """`ip`: the miner's address where the socket's peer is not it (a PROXY header said so,
+        `via` the balancer that relayed it)."""
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: MinerSession
         self.codec = stratum.StratumCodec(server.limits.max_line_bytes)
-        self.ip = ""
+        self.ip = ip or ""
+        self.via = via
         self.connected_at = time.monotonic()
         self.last_activity = self.connected_at
         self.protocol_errors = 0
@@ -62,8 +142,9 @@ class MinerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
-        peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else "?"
+        if not self.ip:
+            peer = transport.get_extra_info("peername")
+            self.ip = peer[0] if peer else "?"
         now = time.monotonic()
         limits = self.server.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
@@ -77,7 +158,8 @@ class MinerConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)  # type: ignore[attr-defined]
         local = transport.get_extra_info("sockname")
         self.server.log_miner("miner.connected", conn=conn_id, ip=self.ip,
-                              port=local[1] if isinstance(local, tuple) else None)
+                              port=local[1] if isinstance(local, tuple) else None,
+                              **({"via": self.via} if self.via else {}))
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -88,6 +170,11 @@ class MinerConnection(asyncio.Protocol):
                 # A TLS ClientHello on the plain port (BFGMiner tries TLS first on stratum+tcp and
                 # falls back only once the server closes): close at once, not after a timeout.
                 self.close("TLS handshake on the plain Stratum port", notify=False)
+                return
+            if looks_like_header(data):
+                # Only a trusted balancer's header is read (before this connection was made): from
+                # anyone else it would be a miner claiming another's address.
+                self.close("PROXY protocol header from an untrusted source", notify=False)
                 return
         now = time.monotonic()
         self.last_activity = now
@@ -241,8 +328,14 @@ class MinerConnection(asyncio.Protocol):
 
 class StratumServer:
     def __init__(self, dispatch: Dispatcher, limits: LimitsConfig, vardiff: VardiffConfig,
-                 accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool) -> None:
+                 accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool,
+                 listen: ListenConfig | None = None) -> None:
         self.dispatch = dispatch
+        listen = listen or ListenConfig()
+        self.proxy_sources = TrustedSources(listen.proxy_protocol_from)
+        self.proxy_required = listen.proxy_protocol == "required"
+        self.proxy_timeout_s = listen.proxy_protocol_timeout_s
+        self._raw_listeners: list[socket.socket] = []
         self.router = dispatch.router
         self.limits = limits
         self.vardiff = vardiff
@@ -343,6 +436,8 @@ class StratumServer:
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         loop = asyncio.get_running_loop()
+        if self.proxy_sources:
+            return self._listen_raw(host, port, tls)
         server = await loop.create_server(lambda: MinerConnection(self), host, port, ssl=tls,
                                           backlog=4096, reuse_address=True)
         self._servers.append(server)
@@ -352,19 +447,66 @@ class StratumServer:
         self.log.info("stratum.listening", host=host, port=bound, tls=tls is not None)
         return int(bound)
 
-    def adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
-        """Serve a connection another process accepted (the supervisor of a multi-process proxy)."""
-        ip = "?"
-        with contextlib.suppress(OSError):
-            ip = sock.getpeername()[0]
-        self._spawn(self._adopt(sock, tls, ip))
+    def _listen_raw(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
+        """A listener that accepts by itself, so that a PROXY header can be read off the socket
+        before the connection is handed to asyncio (and, on the TLS port, before the handshake)."""
+        sock = socket.create_server((host, port), backlog=4096, reuse_port=False)
+        sock.setblocking(False)
+        self._raw_listeners.append(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_raw, sock, tls)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
+        bound = int(sock.getsockname()[1])
+        self.log.info("stratum.listening", host=host, port=bound, tls=tls is not None,
+                      proxy_protocol_from=[str(n) for n in self.proxy_sources.networks])
+        return bound
+
+    def _accept_raw(self, listener: socket.socket, tls: ssl.SSLContext | None) -> None:
+        for _ in range(256):  # a bounded batch: the loop has miners to serve too
+            try:
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: the backlog waits
+                self.log.warning("stratum.accept_failed", error=str(exc))
+                return
+            self._spawn(self._accept_proxied(conn, peer[0] if peer else "?", tls))
+
+    async def _accept_proxied(self, sock: socket.socket, peer: str, tls: ssl.SSLContext | None) -> None:
+        try:
+            ip = await self.preamble(sock, peer, tls is not None)
+        except (ProxyProtocolError, OSError, TimeoutError):
+            sock.close()
+            return
+        await self._adopt(sock, tls, ip, peer if ip != peer else None)
+
+    async def preamble(self, sock: socket.socket, peer: str, tls: bool) -> str:
+        """`proxy_preamble` with this server's settings; a refusal is logged and counted here."""
+        try:
+            return await proxy_preamble(sock, peer, tls, self.proxy_sources, self.proxy_required,
+                                        self.proxy_timeout_s)
+        except ProxyProtocolError as exc:
+            self.metrics.disconnects.labels("PROXY protocol").inc()
+            self.log_miner("miner.proxy_header_refused", ip=peer, reason=str(exc), tls=tls)
+            raise
+
+    def adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str | None = None,
+              via: str | None = None) -> None:
+        """Serve a connection another process accepted (the supervisor of a multi-process proxy),
+        with the miner's address when a PROXY header named it there."""
+        if ip is None:
+            ip = "?"
+            with contextlib.suppress(OSError):
+                ip = sock.getpeername()[0]
+        self._spawn(self._adopt(sock, tls, ip, via))
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
 
-    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str) -> None:
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str,
+                     via: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: MinerConnection(self), sock, ssl=tls)
+            await loop.connect_accepted_socket(lambda: MinerConnection(self, ip, via), sock, ssl=tls)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             # No protocol was made (a failed TLS handshake, a peer already gone): its slot ends here.
             self.log.info("miner.handshake_failed", ip=ip, error=str(exc))
@@ -375,6 +517,10 @@ class StratumServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        for sock in self._raw_listeners:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        self._raw_listeners.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
