@@ -56,7 +56,8 @@ class Proxy:
             self.journal = JournalDir.claim(config.spill_dir, name)
             log = share_log(self.journal.shares, memory_rows=config.share_buffer_max)
             self.blocks = RecordJournal(self.journal.blocks)
-        self.accounting = Accounting(log=log)
+        self.host = config.host
+        self.accounting = Accounting(log=log, host=self.host)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize,
@@ -105,7 +106,7 @@ class Proxy:
             from proxy.upstream.daemon import DaemonUpstream
 
             upstream: Upstream = DaemonUpstream(config, self.config.failover, dsn=self.dsn,
-                                                journal=self.blocks)
+                                                journal=self.blocks, host=self.host)
         else:
             upstream = PoolUpstream(config, self.config.failover, name=name)
         self.metrics.upstream_up.labels(upstream.name).set(0)
@@ -159,11 +160,11 @@ class Proxy:
             try:
                 if move.kind == SWITCH:
                     await db.insert_switch_event(conn, move.profile, move.miners, move.previous, move.active,
-                                                 move.reason, move.expected_gain)
+                                                 move.reason, move.expected_gain, host=self.host)
                 else:
                     detail = {"profile": move.profile, "from": move.previous, "to": move.active,
                               "miners": move.miners}
-                    await db.insert_upstream_event(conn, move.active, move.kind, detail)
+                    await db.insert_upstream_event(conn, move.active, move.kind, detail, host=self.host)
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError) as exc:

@@ -1,12 +1,15 @@
 """The `[proxy]` section: listeners, limits, vardiff, upstreams, failover and switching."""
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from qscrypt.config import default_data_dir
 from qscrypt.settings import ConfigError
+
+_MAX_HOST_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,19 @@ class ProxyConfig:
     share_flush_s: float = 1.0
     share_buffer_max: int = 100_000
     spill_dir: Path = field(default_factory=lambda: default_data_dir() / "spill")
+    host_name: str = ""
+    """This proxy host's name, in the rows it writes (shares, workers, blocks, switches, upstream
+    events) and, hashed, in its solo coinbases; empty: the machine's hostname. Several hosts on
+    one database need different names."""
+
+    @property
+    def host(self) -> str:
+        return self.host_name or socket.gethostname()[:_MAX_HOST_NAME]
 
     def __post_init__(self) -> None:
+        if len(self.host_name) > _MAX_HOST_NAME or not self.host_name.isprintable():
+            raise ConfigError("proxy.host_name",
+                              f"must be printable text of at most {_MAX_HOST_NAME} characters")
         if not 1 <= self.extranonce_prefix_size <= 4:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
         if not 1 <= self.workers <= 256:
