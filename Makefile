@@ -13,6 +13,8 @@ DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-i
 PEERS_SRC ?= ../shared/peers
 DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
+# HAProxy in TCP mode in front of the proxies (PROXY protocol, several hosts): tests/services/haproxy.py.
+DEBIAN_PACKAGES += haproxy
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 
