@@ -8,7 +8,12 @@ anyone else, or a trusted connection without one, is refused with the reason.
 """
 
 import asyncio
+import json
+import signal
+import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,3 +193,85 @@ async def test_cpuminer_mines_through_haproxy_and_is_recorded_at_its_address(
         await conn.close()
     assert [tuple(r) for r in rows] == [("127.0.0.1", "edge-a")]
     assert accepted >= 3
+
+
+async def test_a_multi_process_proxy_reads_the_header_in_its_supervisor(
+        pool: PoolServer, haproxy: HAProxy, tmp_path: Path) -> None:
+    """`workers = 2`: the supervisor reads the header (plain and TLS), applies the per-IP cap to the
+    miner's address and hands the worker the socket with it; the worker's log says who and via whom."""
+    cert, key = make_certificate(tmp_path)
+    port, tls_port, metrics_port = (_free_port() for _ in range(3))
+    config = tmp_path / "proxy.toml"
+    config.write_text(f"""
+[logging]
+level = "info"
+format = "json"
+[proxy]
+workers = 2
+hash_processes = 1
+metrics_port = {metrics_port}
+spill_dir = "{tmp_path / 'spill'}"
+[proxy.listen]
+host = "127.0.0.1"
+port = {port}
+tls_port = {tls_port}
+tls_cert = "{cert}"
+tls_key = "{key}"
+proxy_protocol_from = ["{BALANCER_IP}"]
+[proxy.limits]
+max_connections_per_ip = 2
+[[proxy.upstreams]]
+name = "p1"
+url = "{pool.url}"
+user = "acct"
+""")
+    log = tmp_path / "proxy.log"
+    process = _spawn(config, log)
+    try:
+        await wait_for(lambda: log.read_text().count("supervisor.worker_ready") >= 2, "two ready workers",
+                       timeout=60)
+        ports = await haproxy.start([Frontend("plain_v2", [("127.0.0.1", port)], "v2"),
+                                     Frontend("tls_v1", [("127.0.0.1", tls_port)], "v1")])
+        miner = await ScriptedMiner("127.0.0.1", ports["plain_v2"], local_host="127.0.0.2").connect()
+        assert (await miner.subscribe()).error is None
+        assert (await miner.authorize("rig-sup")).result is True
+        assert (await miner.mine_one("rig-sup")).result is True
+        _, writer = await _tls_subscribe(ports["tls_v1"], cert, "127.0.0.2")
+        # 127.0.0.2 holds its two: a third through the same HAProxy is refused by the supervisor.
+        third = await ScriptedMiner("127.0.0.1", ports["plain_v2"], local_host="127.0.0.2").connect()
+        await asyncio.wait_for(third.closed.wait(), 10)
+        assert any("too many connections from this IP" in str(n.params) for n in third.notifications)
+        # A miner writing its own header to the TLS port is refused before the handshake.
+        reader, raw = await asyncio.open_connection("127.0.0.1", tls_port, local_addr=("127.0.0.3", 0))
+        raw.write(b"PROXY TCP4 203.0.113.9 127.0.0.1 1234 3333\r\n")
+        assert await _closed(reader) == b""
+        raw.close()
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        connected = [(e.get("ip"), e.get("via")) for e in lines if e.get("event") == "miner.connected"]
+        assert connected.count(("127.0.0.2", BALANCER_IP)) == 2, connected
+        assert not [c for c in connected if c[0] == BALANCER_IP], connected
+        assert any(e.get("event") == "miner.proxy_header_refused" and e.get("ip") == "127.0.0.3"
+                   and e.get("reason") == "PROXY protocol header from an untrusted source" for e in lines)
+        await miner.close()
+        await third.close()
+        writer.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "cli", "-c", str(config), "proxy", "--no-database"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
