@@ -450,7 +450,8 @@ class StratumServer:
     def _listen_raw(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
         """A listener that accepts by itself, so that a PROXY header can be read off the socket
         before the connection is handed to asyncio (and, on the TLS port, before the handshake)."""
-        sock = socket.create_server((host, port), backlog=4096, reuse_port=False)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=4096, reuse_port=False)
         sock.setblocking(False)
         self._raw_listeners.append(sock)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_raw, sock, tls)
