@@ -19,9 +19,10 @@ unfinished is header, so a shell that peeks can drop what was taken without over
 """
 
 import ipaddress
+import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 V1_PREFIX = b"PROXY "
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -35,6 +36,7 @@ a header is read into memory before the connection has proved anything."""
 _V2_COMMANDS = {0x0: "LOCAL", 0x1: "PROXY"}
 _AF_INET, _AF_INET6, _AF_UNIX, _AF_UNSPEC = 0x1, 0x2, 0x3, 0x0
 _STREAM, _DGRAM, _TRANSPORT_UNSPEC = 0x1, 0x2, 0x0
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _ADDRESS_BYTES = {_AF_INET: 12, _AF_INET6: 36, _AF_UNIX: 216, _AF_UNSPEC: 0}
 
 
@@ -42,8 +44,7 @@ class ProxyProtocolError(ValueError):
     """A header that is malformed, too long, missing where required, or not of a TCP stream."""
 
 
-@dataclass(frozen=True)
-class ProxyHeader:
+class ProxyHeader(NamedTuple):  # a tuple: made once per connection, cheaper than a dataclass
     version: int
     """1 or 2."""
     command: str
@@ -58,9 +59,12 @@ class ProxyHeader:
 def looks_like_header(data: bytes) -> bool:
     """Whether the first bytes of a connection are (the start of) a PROXY header: a Stratum line
     opens with `{`, a TLS record with 0x16, so neither is ever mistaken for one."""
-    if not data:
-        return False
-    return any(sig.startswith(data[:len(sig)]) for sig in (V1_PREFIX, V2_SIGNATURE))
+    first = data[:1]
+    if first == b"P":
+        return V1_PREFIX.startswith(data[:6])
+    if first == b"\r":
+        return V2_SIGNATURE.startswith(data[:12])
+    return False
 
 
 class HeaderParser:
@@ -83,11 +87,10 @@ class HeaderParser:
         if self.done:
             return 0
         start = len(self._buffer)
-        self._buffer += data
-        buffered = bytes(self._buffer)
+        # The whole header nearly always comes in one read: parse `data` itself, no copy.
+        buffered = data if not start else bytes(self._buffer) + data
         if not looks_like_header(buffered):
             if start == 0 and not self.required:
-                self._buffer.clear()
                 self.done = True
                 return 0
             if start > 0:
@@ -100,8 +103,9 @@ class HeaderParser:
         else:
             end = None  # a prefix of a signature so far: wait for more
         if end is None:
+            self._buffer += data
             return len(data)
-        del self._buffer[end:]
+        self._buffer = bytearray(buffered[:end])
         self.done = True
         return end - start
 
@@ -129,9 +133,9 @@ class HeaderParser:
         _, family, src, dst, sport, dport = parts
         if family not in ("TCP4", "TCP6"):
             raise ProxyProtocolError(f"PROXY v1 protocol {family[:10]!r} is not TCP4, TCP6 or UNKNOWN")
-        want = ipaddress.IPv4Address if family == "TCP4" else ipaddress.IPv6Address
-        source = (_v1_address(src, want, family), _v1_port(sport))
-        destination = (_v1_address(dst, want, family), _v1_port(dport))
+        af = socket.AF_INET if family == "TCP4" else socket.AF_INET6
+        source = (_v1_address(src, af, family), _v1_port(sport))
+        destination = (_v1_address(dst, af, family), _v1_port(dport))
         self.header = ProxyHeader(1, "PROXY", source, destination, end)
         return end
 
@@ -167,12 +171,12 @@ class HeaderParser:
         source = destination = None
         if family == _AF_INET and transport == _STREAM:
             src, dst, sport, dport = struct.unpack_from(">4s4sHH", body)
-            source = (str(ipaddress.IPv4Address(src)), sport)
-            destination = (str(ipaddress.IPv4Address(dst)), dport)
+            source = (socket.inet_ntop(socket.AF_INET, src), sport)
+            destination = (socket.inet_ntop(socket.AF_INET, dst), dport)
         elif family == _AF_INET6 and transport == _STREAM:
             src, dst, sport, dport = struct.unpack_from(">16s16sHH", body)
-            source = (_unmapped(ipaddress.IPv6Address(src)), sport)
-            destination = (_unmapped(ipaddress.IPv6Address(dst)), dport)
+            source = (_unmapped(src), sport)
+            destination = (_unmapped(dst), dport)
         # AF_UNIX or unspecified: no IP to speak of; the connection's own address stands.
         self.header = ProxyHeader(2, "PROXY", source, destination, end)
         return end
@@ -190,13 +194,12 @@ def _check_tlvs(data: bytes) -> None:
             raise ProxyProtocolError("PROXY v2 TLV runs past the end of the header")
 
 
-def _v1_address(text: str, want: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address],
-                family: str) -> str:
+def _v1_address(text: str, af: socket.AddressFamily, family: str) -> str:
     try:
-        address = want(text)
-    except ValueError:
+        packed = socket.inet_pton(af, text)
+    except OSError:
         raise ProxyProtocolError(f"PROXY v1 address {text[:45]!r} is not an {family} address") from None
-    return _unmapped(address) if isinstance(address, ipaddress.IPv6Address) else str(address)
+    return _unmapped(packed) if af == socket.AF_INET6 else socket.inet_ntop(af, packed)
 
 
 def _v1_port(text: str) -> int:
@@ -207,10 +210,13 @@ def _v1_port(text: str) -> int:
     return int(text)
 
 
-def _unmapped(address: ipaddress.IPv6Address) -> str:
-    """An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is that IPv4 address: one
-    miner is one key for the caps and bans however the balancer reached it."""
-    return str(address.ipv4_mapped or address)
+def _unmapped(packed: bytes) -> str:
+    """An IPv6 address, written as the kernel writes it; an IPv4 client seen through an IPv6
+    socket (::ffff:a.b.c.d) is that IPv4 address: one miner is one key for the caps and bans
+    however the balancer reached it."""
+    if packed[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed)
 
 
 class TrustedSources:

@@ -48,8 +48,8 @@ from proxy.admission import Admission
 from proxy.config import ProxyConfig
 from proxy.extranonce import session_worker
 from proxy.metrics import TopWorkerGauges, WorkerFigure, top_workers
-from proxy.proxy_protocol import ProxyProtocolError, TrustedSources
-from proxy.server import proxy_preamble
+from proxy.proxy_protocol import TrustedSources
+from proxy.server import HeaderReader
 from qscrypt.log import get_logger
 
 CONTROL_FD_ENV = "QSCRYPT_CONTROL_FD"
@@ -180,6 +180,8 @@ class Supervisor:
         self.admission = Admission(config.limits)
         self.proxy_sources = TrustedSources(config.listen.proxy_protocol_from)
         self._vias: dict[socket.socket, str] = {}
+        self._headers: dict[socket.socket, str] = {}
+        """Accepted sockets whose PROXY header (or first bytes) is being read, with their port's kind."""
         """Accepted sockets whose miner a PROXY header named, with the balancer that relayed it."""
         self.ports: dict[str, int] = {}
         # Its own figures, served beside the workers' (the supervisor is no multiprocess writer).
@@ -322,30 +324,29 @@ class Supervisor:
                 return
             ip = peer[0] if peer else "?"
             if self.proxy_sources and (kind == "tls" or self.proxy_sources.trusts(ip)):
-                task = asyncio.get_running_loop().create_task(self._place_proxied(conn, ip, kind))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                # The PROXY header first: the limits then apply to the miner's address, not the
+                # balancer's. (An untrusted plain-TCP miner's first bytes are checked by its worker.)
+                listen = self.config.listen
+                HeaderReader(conn, ip, self.proxy_sources.trusts(ip), listen.proxy_protocol == "required",
+                             listen.proxy_protocol_timeout_s, self._after_header, self._header_refused)
+                self._headers[conn] = kind
             else:
                 self._place(conn, ip, kind)
 
-    async def _place_proxied(self, conn: socket.socket, peer: str, kind: str) -> None:
-        """The PROXY header first (the limits then apply to the miner's address, not the balancer's)."""
-        listen = self.config.listen
-        try:
-            ip = await proxy_preamble(conn, peer, kind == "tls", self.proxy_sources,
-                                      listen.proxy_protocol == "required", listen.proxy_protocol_timeout_s)
-        except (ProxyProtocolError, OSError, TimeoutError) as exc:
-            self.refused.labels("PROXY protocol").inc()
-            self.log.info("miner.proxy_header_refused", ip=peer, reason=str(exc) or type(exc).__name__,
-                          tls=kind == "tls")
-            conn.close()
-            return
+    def _after_header(self, conn: socket.socket, ip: str, via: str | None) -> None:
+        kind = self._headers.pop(conn)
         if self._closing:
             conn.close()
             return
-        if ip != peer:
-            self._vias[conn] = peer
+        if via is not None:
+            self._vias[conn] = via
         self._place(conn, ip, kind)
+
+    def _header_refused(self, conn: socket.socket, peer: str, reason: str) -> None:
+        kind = self._headers.pop(conn)
+        conn.close()
+        self.refused.labels("PROXY protocol").inc()
+        self.log.info("miner.proxy_header_refused", ip=peer, reason=reason, tls=kind == "tls")
 
     def _place(self, conn: socket.socket, ip: str, kind: str) -> None:
         refusal = self.admission.refusal(ip, time.monotonic())
