@@ -221,6 +221,10 @@ async def test_two_hosts_behind_haproxy_share_one_farm_and_survive_a_host_killed
         for i in range(MINERS):
             worker, source = f"rig{i}+{PROFILE}", SOURCES[i % 2]  # the profile is part of the name
             rigs.append(Rig(worker, source, await _join(farm, worker, source)))
+        # Each host's miners sit in its own upstream sessions: no two miners share an extranonce1
+        # (so no two build the same coinbase) or a session id, whichever host they are on.
+        assert len({rig.miner.extranonce1 for rig in rigs}) == MINERS
+        assert len({rig.miner.session_id for rig in rigs}) == MINERS
         for rig in rigs:
             await _mine(rig, answered)
         query = "SELECT worker, count(*) FROM shares WHERE result = 'accepted' GROUP BY worker" \
