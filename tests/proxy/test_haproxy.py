@@ -195,10 +195,13 @@ async def test_cpuminer_mines_through_haproxy_and_is_recorded_at_its_address(
     assert accepted >= 3
 
 
-async def test_a_multi_process_proxy_reads_the_header_in_its_supervisor(
-        pool: PoolServer, haproxy: HAProxy, tmp_path: Path) -> None:
-    """`workers = 2`: the supervisor reads the header (plain and TLS), applies the per-IP cap to the
-    miner's address and hands the worker the socket with it; the worker's log says who and via whom."""
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_the_qscrypt_proxy_command_on_uvloop_reads_the_header(
+        pool: PoolServer, haproxy: HAProxy, tmp_path: Path, workers: int) -> None:
+    """The real command, on uvloop. `workers = 1`: the plain port reads the header in the stream,
+    the TLS port off the socket before the handshake. `workers = 2`: the supervisor reads it (plain
+    and TLS), applies the per-IP cap to the miner's address and hands the worker the socket with
+    it. Either way the log says who and via whom."""
     cert, key = make_certificate(tmp_path)
     port, tls_port, metrics_port = (_free_port() for _ in range(3))
     config = tmp_path / "proxy.toml"
@@ -207,7 +210,7 @@ async def test_a_multi_process_proxy_reads_the_header_in_its_supervisor(
 level = "info"
 format = "json"
 [proxy]
-workers = 2
+workers = {workers}
 hash_processes = 1
 metrics_port = {metrics_port}
 spill_dir = "{tmp_path / 'spill'}"
@@ -228,8 +231,13 @@ user = "acct"
     log = tmp_path / "proxy.log"
     process = _spawn(config, log)
     try:
-        await wait_for(lambda: log.read_text().count("supervisor.worker_ready") >= 2, "two ready workers",
-                       timeout=60)
+        def ready() -> bool:
+            text = log.read_text()
+            if workers > 1:
+                return text.count("supervisor.worker_ready") >= workers
+            return text.count("stratum.listening") >= 2 and "router.active" in text
+
+        await wait_for(ready, "the proxy ready", timeout=60)
         ports = await haproxy.start([Frontend("plain_v2", [("127.0.0.1", port)], "v2"),
                                      Frontend("tls_v1", [("127.0.0.1", tls_port)], "v1")])
         miner = await ScriptedMiner("127.0.0.1", ports["plain_v2"], local_host="127.0.0.2").connect()
