@@ -81,8 +81,8 @@ class HeaderReader:
 
     def _late(self, timeout: float) -> None:
         self._finish()
-        what = "PROXY header" if self._trusted else "first bytes"
-        self._refused(self._sock, self._peer, f"no complete {what} within {timeout:g} s")
+        what = "no complete PROXY header" if self._trusted else "nothing sent"
+        self._refused(self._sock, self._peer, f"{what} within {timeout:g} s")
 
     def _readable(self) -> None:
         try:
