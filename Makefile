@@ -19,6 +19,8 @@ DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),
 DEBIAN_PACKAGES += prometheus
 # Dogecoin Core (merged-mining tests), built without wallet or GUI.
 DEBIAN_PACKAGES += build-essential autotools-dev bsdmainutils libevent-dev libboost-system-dev libboost-filesystem-dev libboost-chrono-dev libboost-program-options-dev libboost-test-dev libboost-thread-dev
+# HAProxy in TCP mode in front of the proxies (PROXY protocol, several hosts): tests/services/haproxy.py.
+DEBIAN_PACKAGES += haproxy
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 

@@ -86,7 +86,7 @@ async def reference_copy(dsn: str, rows: int, workers: int) -> float:
     names = [f"farm{w // 100}.rig{w % 100}" for w in range(workers)]
     now = datetime.now(UTC)
     records: list[ShareRow] = [(now, names[n % workers], "pool-a", f"{n // 1000:x}", 0.5, 0.75, "accepted",
-                                None, None) for n in range(rows)]
+                                None, None, "198.51.100.7", "host-a") for n in range(rows)]
     conn = await asyncpg.connect(dsn)
     try:
         began = time.perf_counter()

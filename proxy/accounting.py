@@ -90,11 +90,13 @@ class CoinTally:
 
 
 class Accounting:
-    def __init__(self, window_s: float = 300.0, log: "SegmentLog[ShareRow] | None" = None) -> None:
+    def __init__(self, window_s: float = 300.0, log: "SegmentLog[ShareRow] | None" = None,
+                 host: str | None = None) -> None:
         """`log`: the journal each share's row goes to, for a `ShareWriter`; without one (no
-        database) rows are not kept at all."""
+        database) rows are not kept at all. `host`: this proxy host's name, in every row."""
         self.window_s = window_s
         self.log = log
+        self.host = host
         self.workers: dict[str, WorkerStats] = {}
         self.coins: dict[tuple[str, str], CoinTally] = {}
 
@@ -130,14 +132,15 @@ class Accounting:
         return stats
 
     def accepted(self, worker: str, upstream: str, job_id: str, difficulty: float, share_diff: float,
-                 block_hash: str | None = None, coin: str | None = None, now: float | None = None) -> None:
+                 block_hash: str | None = None, coin: str | None = None, now: float | None = None,
+                 ip: str | None = None) -> None:
         now = time.monotonic() if now is None else now
         if coin:
             self._tally(worker, coin).difficulty += difficulty
         self._stats(worker).add_accepted(now, difficulty)
         if self.log is not None:
             self.log.append((datetime.now(UTC), worker, upstream, job_id, difficulty, share_diff,
-                             "accepted", None, block_hash))
+                             "accepted", None, block_hash, ip, self.host))
 
     def record(self, judged: JudgedShare) -> None:
         """A share's verdict from the Stratum server: counted and (when a database takes rows)
@@ -148,14 +151,14 @@ class Accounting:
         if verdict.rejection is None:
             self.accepted(judged.worker, judged.upstream, judged.job_id, judged.difficulty,
                           verdict.share_difficulty, block_hash=judged.block_hash, coin=judged.coin,
-                          now=judged.now)
+                          now=judged.now, ip=judged.ip)
         elif verdict.rejection.reason not in _UNRECORDED:
             reason = verdict.rejection.reason
             self.rejected(judged.worker, judged.upstream, judged.job_id, judged.difficulty, reason,
-                          reason == STALE)
+                          reason == STALE, ip=judged.ip)
 
     def rejected(self, worker: str, upstream: str, job_id: str, difficulty: float, reason: str,
-                 stale: bool) -> None:
+                 stale: bool, ip: str | None = None) -> None:
         stats = self._stats(worker)
         if stale:
             stats.stale += 1
@@ -163,11 +166,13 @@ class Accounting:
             stats.rejected[reason] += 1
         if self.log is not None:
             self.log.append((datetime.now(UTC), worker, upstream, job_id, difficulty, None,
-                             "stale" if stale else "rejected", reason, None))
+                             "stale" if stale else "rejected", reason, None, ip, self.host))
 
 
 # -- rows in the journal ------------------------------------------------------------------------
 
+_OLD_ROW_LENGTH = 9
+"""Rows journaled before shares had their ip and host (migration 0011)."""
 _escape = json.encoder.encode_basestring_ascii  # the C one: quotes and escapes to ASCII
 
 
@@ -181,7 +186,7 @@ def encode_row(row: ShareRow) -> bytes:
     """One journal line: a JSON array, ASCII only (any string, a lone surrogate included, comes
     back unchanged), the time as POSIX seconds. Formatted by hand: json.dumps of the row costs
     twice as much, and this runs for every share (bench.recording)."""
-    ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash = row
+    ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash, ip, host = row
     # x - x == 0.0 is False only for inf and nan, which repr() would write as invalid JSON.
     if difficulty - difficulty == 0.0 and (share_diff is None or share_diff - share_diff == 0.0):
         numbers = f'{difficulty!r},{"null" if share_diff is None else repr(share_diff)}'
@@ -189,16 +194,19 @@ def encode_row(row: ShareRow) -> bytes:
         numbers = f'{_number(difficulty)},{"null" if share_diff is None else _number(share_diff)}'
     return (f'[{ts.timestamp()!r},{_escape(worker)},{_escape(upstream)},{_escape(job_id)},{numbers},'
             f'{_escape(result)},{"null" if reason is None else _escape(reason)},'
-            f'{"null" if block_hash is None else _escape(block_hash)}]\n').encode()
+            f'{"null" if block_hash is None else _escape(block_hash)},'
+            f'{"null" if ip is None else _escape(ip)},'
+            f'{"null" if host is None else _escape(host)}]\n').encode()
 
 
 def decode_row(values: Any) -> ShareRow:
-    """A row from its journal line (or a spill line of an older proxy, whose time is ISO text)."""
-    if not isinstance(values, list) or len(values) != len(SHARE_COLUMNS):
+    """A row from its journal line (or a spill line of an older proxy, whose time is ISO text, or
+    whose rows had no ip and host yet: 9 values)."""
+    if not isinstance(values, list) or len(values) not in (len(SHARE_COLUMNS), _OLD_ROW_LENGTH):
         raise ValueError(f"a share row is a list of {len(SHARE_COLUMNS)} values")
     ts = values[0]
     when = datetime.fromisoformat(ts) if isinstance(ts, str) else datetime.fromtimestamp(float(ts), UTC)
-    row: ShareRow = (when, *values[1:])
+    row: ShareRow = (when, *values[1:], *[None] * (len(SHARE_COLUMNS) - len(values)))
     return row
 
 
@@ -632,20 +640,20 @@ class ShareWriter:
 
 
 def worker_totals(rows: list[ShareRow]) -> list[WorkerTotals]:
-    """(name, accepted, rejected, stale, last share) per worker, sorted by name."""
+    """(name, accepted, rejected, stale, last share, its ip, its host) per worker, sorted by name."""
     totals: dict[str, list[Any]] = {}
     for row in rows:
         ts, worker, result = row[0], row[1], row[6]
         entry = totals.get(worker)
         if entry is None:
-            entry = totals[worker] = [0, 0, 0, ts]
+            entry = totals[worker] = [0, 0, 0, ts, row[9], row[10]]
         index = _RESULT_INDEX.get(result)
         if index is None:  # a hand-edited segment: a row error, so bisection finds the row
             raise ValueError(f"share result {result!r} is none of {sorted(_RESULT_INDEX)}")
         entry[index] += 1
-        if ts > entry[3]:
-            entry[3] = ts
-    return [(w, a, r, s, t) for w, (a, r, s, t) in sorted(totals.items())]
+        if ts >= entry[3]:
+            entry[3], entry[4], entry[5] = ts, row[9], row[10]
+    return [(w, a, r, s, t, ip, host) for w, (a, r, s, t, ip, host) in sorted(totals.items())]
 
 
 _RESULT_INDEX = {"accepted": 0, "rejected": 1, "stale": 2}

@@ -56,7 +56,8 @@ class Proxy:
             self.journal = JournalDir.claim(config.spill_dir, name)
             log = share_log(self.journal.shares, memory_rows=config.share_buffer_max)
             self.blocks = RecordJournal(self.journal.blocks)
-        self.accounting = Accounting(log=log)
+        self.host = config.host
+        self.accounting = Accounting(log=log, host=self.host)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize,
@@ -68,7 +69,7 @@ class Proxy:
             if config.switching.api_url else None
         self.hashers = HasherPool(config.hash_processes or os.cpu_count() or 1)
         self.server = StratumServer(self.dispatch, config.limits, config.vardiff, self.accounting,
-                                    self.metrics, self.hashers)
+                                    self.metrics, self.hashers, config.listen)
         self.writer: ShareWriter | None = None
         if dsn and log is not None and self.journal is not None and self.blocks is not None:
             from proxy.upstream.daemon import insert_block
@@ -104,7 +105,8 @@ class Proxy:
         if config.kind == "daemon":
             from proxy.upstream.daemon import DaemonUpstream
 
-            daemon = DaemonUpstream(config, self.config.failover, dsn=self.dsn, journal=self.blocks)
+            daemon = DaemonUpstream(config, self.config.failover, dsn=self.dsn, journal=self.blocks,
+                                    host=self.host)
             daemon.on_aux_block = self._aux_block
             upstream: Upstream = daemon
         else:
@@ -164,11 +166,11 @@ class Proxy:
             try:
                 if move.kind == SWITCH:
                     await db.insert_switch_event(conn, move.profile, move.miners, move.previous, move.active,
-                                                 move.reason, move.expected_gain)
+                                                 move.reason, move.expected_gain, host=self.host)
                 else:
                     detail = {"profile": move.profile, "from": move.previous, "to": move.active,
                               "miners": move.miners}
-                    await db.insert_upstream_event(conn, move.active, move.kind, detail)
+                    await db.insert_upstream_event(conn, move.active, move.kind, detail, host=self.host)
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError) as exc:
@@ -189,8 +191,8 @@ class Proxy:
         if link_fd is not None:
             from proxy.supervisor import WorkerLink
 
-            def adopt(sock: socket.socket, kind: str) -> None:
-                self.server.adopt(sock, tls if kind == "tls" else None)
+            def adopt(sock: socket.socket, kind: str, ip: str | None, via: str | None) -> None:
+                self.server.adopt(sock, tls if kind == "tls" else None, ip, via)
 
             self.link = WorkerLink(link_fd, adopt, self.server.ban)
             self.server.on_gone = self.link.closed

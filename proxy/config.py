@@ -1,5 +1,7 @@
 """The `[proxy]` section: listeners, limits, vardiff, upstreams, failover and switching."""
 
+import ipaddress
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -9,6 +11,8 @@ from mining.coins import coin as coin_profile
 from qscrypt.config import default_data_dir
 from qscrypt.settings import ConfigError
 
+_MAX_HOST_NAME = 64
+
 
 @dataclass(frozen=True)
 class ListenConfig:
@@ -17,10 +21,27 @@ class ListenConfig:
     tls_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    proxy_protocol_from: list[str] = field(default_factory=list)
+    """Networks (CIDR, or single addresses) of the load balancers allowed to send a PROXY protocol
+    header (v1 or v2) on both ports; empty: PROXY protocol off. A header from any other source is
+    refused, so no miner can claim another's address."""
+    proxy_protocol: Literal["required", "optional"] = "required"
+    """From a trusted source: "required" refuses a connection without a header."""
+    proxy_protocol_timeout_s: float = 5.0
+    """How long a trusted source's connection may take to send its header."""
 
     def __post_init__(self) -> None:
         if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
             raise ConfigError("proxy.listen.tls_port", "needs tls_cert and tls_key")
+        for i, cidr in enumerate(self.proxy_protocol_from):
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ConfigError(f"proxy.listen.proxy_protocol_from[{i}]",
+                                  f"{cidr!r} is not a network in CIDR form (e.g. 10.0.0.0/8 or "
+                                  f"192.0.2.7): {exc}") from None
+        if not 0 < self.proxy_protocol_timeout_s <= 60:
+            raise ConfigError("proxy.listen.proxy_protocol_timeout_s", "must be in (0, 60] seconds")
         for key, port in (("port", self.port), ("tls_port", self.tls_port)):
             if port is not None and not 0 <= port <= 65535:
                 raise ConfigError(f"proxy.listen.{key}", f"{port} is not a TCP port")
@@ -224,6 +245,14 @@ class ProxyConfig:
     share_flush_s: float = 1.0
     share_buffer_max: int = 100_000
     spill_dir: Path = field(default_factory=lambda: default_data_dir() / "spill")
+    host_name: str = ""
+    """This proxy host's name, in the rows it writes (shares, workers, blocks, switches, upstream
+    events) and, hashed, in its solo coinbases; empty: the machine's hostname. Several hosts on
+    one database need different names."""
+
+    @property
+    def host(self) -> str:
+        return self.host_name or socket.gethostname()[:_MAX_HOST_NAME]
 
     def solo_earnings(self) -> dict[str, tuple[str, ...]]:
         """The coins each solo (daemon) upstream's coin earns besides itself by merged mining, as
@@ -237,6 +266,9 @@ class ProxyConfig:
         return earnings
 
     def __post_init__(self) -> None:
+        if len(self.host_name) > _MAX_HOST_NAME or not self.host_name.isprintable():
+            raise ConfigError("proxy.host_name",
+                              f"must be printable text of at most {_MAX_HOST_NAME} characters")
         if not 1 <= self.extranonce_prefix_size <= 4:
             raise ConfigError("proxy.extranonce_prefix_size", "must be 1..4 bytes")
         if not 1 <= self.workers <= 256:

@@ -17,25 +17,32 @@ import asyncpg
 # --- shares and workers (the share writer) -------------------------------------------------------
 
 SHARE_COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason",
-                 "block_hash")
-ShareRow = tuple[datetime, str, str, str, float, float | None, str, str | None, str | None]
+                 "block_hash", "ip", "host")
+ShareRow = tuple[datetime, str, str, str, float, float | None, str, str | None, str | None, str | None,
+                 str | None]
 """One row of `shares`, in SHARE_COLUMNS order (also the share journal's line)."""
 
-WorkerTotals = tuple[str, int, int, int, datetime]
-"""(name, accepted, rejected, stale, last share) of one worker over a batch of shares."""
+WorkerTotals = tuple[str, int, int, int, datetime, str | None, str | None]
+"""(name, accepted, rejected, stale, last share, its ip, its host) of one worker over a batch of shares."""
 
 # One statement for a segment's workers (arrays, not one statement per worker: executemany cost
 # more than the COPY with a thousand workers, bench.recording). Names come sorted, so writers of
 # several proxy processes lock the same rows in the same order and never deadlock each other.
 _ADD_WORKER_TOTALS = """
-INSERT INTO workers (name, accepted, rejected, stale, last_share_at, last_seen)
-SELECT name, accepted, rejected, stale, at, at
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
-    AS t (name, accepted, rejected, stale, at)
+INSERT INTO workers (name, accepted, rejected, stale, last_share_at, last_seen, last_ip, host)
+SELECT name, accepted, rejected, stale, at, at, ip, host
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::text[])
+    AS t (name, accepted, rejected, stale, at, ip, host)
 ON CONFLICT (name) DO UPDATE SET
     accepted = workers.accepted + EXCLUDED.accepted,
     rejected = workers.rejected + EXCLUDED.rejected,
     stale = workers.stale + EXCLUDED.stale,
+    -- where and through which host the worker mined last: a batch older than what is there
+    -- (another host's journal replayed late) leaves them
+    last_ip = CASE WHEN EXCLUDED.last_share_at >= workers.last_share_at OR workers.last_share_at IS NULL
+                   THEN COALESCE(EXCLUDED.last_ip, workers.last_ip) ELSE workers.last_ip END,
+    host = CASE WHEN EXCLUDED.last_share_at >= workers.last_share_at OR workers.last_share_at IS NULL
+                THEN COALESCE(EXCLUDED.host, workers.host) ELSE workers.host END,
     last_share_at = GREATEST(workers.last_share_at, EXCLUDED.last_share_at),
     last_seen = GREATEST(workers.last_seen, EXCLUDED.last_seen)
 """
@@ -108,8 +115,8 @@ async def add_worker_coin_days(conn: asyncpg.Connection, rows: Sequence[WorkerCo
 # --- blocks (the daemon upstream, and the share writer replaying its journal) --------------------
 
 _INSERT_BLOCK = """
-INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO blocks (coin, height, hash, worker, upstream, reward, status, reason, found_at, host)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason
     WHERE blocks.status = 'pending'
 """
@@ -117,10 +124,10 @@ ON CONFLICT (hash) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.rea
 
 async def insert_block(conn: asyncpg.Connection, coin: str, height: int, block_hash: str, worker: str,
                        upstream: str, reward: Decimal, status: str, reason: str | None, found_at: datetime,
-                       timeout: float | None = None) -> None:
+                       timeout: float | None = None, host: str | None = None) -> None:
     """Idempotent on the hash; a pending row takes the final status when it comes, no other change."""
     await conn.execute(_INSERT_BLOCK, coin, height, block_hash, worker, upstream, reward, status, reason,
-                       found_at, timeout=timeout)
+                       found_at, host, timeout=timeout)
 
 
 # --- moves (the app) -----------------------------------------------------------------------------
@@ -128,17 +135,17 @@ async def insert_block(conn: asyncpg.Connection, coin: str, height: int, block_h
 
 async def insert_switch_event(conn: asyncpg.Connection, profile: str, worker_count: int,
                               from_upstream: str | None, to_upstream: str, reason: str,
-                              expected_gain_pct: float | None) -> None:
+                              expected_gain_pct: float | None, host: str | None = None) -> None:
     await conn.execute(
         "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason,"
-        " expected_gain_pct) VALUES ($1, $2, $3, $4, $5, $6)",
-        profile, worker_count, from_upstream, to_upstream, reason, expected_gain_pct)
+        " expected_gain_pct, host) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        profile, worker_count, from_upstream, to_upstream, reason, expected_gain_pct, host)
 
 
 async def insert_upstream_event(conn: asyncpg.Connection, upstream: str, event: str,
-                                detail: dict[str, Any]) -> None:
-    await conn.execute("INSERT INTO upstream_events (upstream, event, detail) VALUES ($1, $2, $3::jsonb)",
-                       upstream, event, json.dumps(detail))
+                                detail: dict[str, Any], host: str | None = None) -> None:
+    await conn.execute("INSERT INTO upstream_events (upstream, event, detail, host)"
+                       " VALUES ($1, $2, $3::jsonb, $4)", upstream, event, json.dumps(detail), host)
 
 
 # --- worker tokens (the app) ---------------------------------------------------------------------

@@ -18,10 +18,17 @@ from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
 from proxy.admission import Admission, BanPolicy
-from proxy.config import LimitsConfig, VardiffConfig
+from proxy.config import LimitsConfig, ListenConfig, VardiffConfig
 from proxy.dispatch import Dispatcher
 from proxy.hashers import HasherPool
 from proxy.metrics import ProxyMetrics
+from proxy.proxy_protocol import (
+    V2_MAX_BYTES,
+    HeaderParser,
+    ProxyProtocolError,
+    TrustedSources,
+    looks_like_header,
+)
 from proxy.session import Action, Check, Close, MinerSession, Rejected, Send
 from proxy.token_bucket import TokenBucket
 from proxy.upstream.base import SubmitOutcome
@@ -40,13 +47,93 @@ unread: a burst is parsed as the hashers free up, not all at once, so the loop k
 feeding them, and memory stays bounded."""
 
 
+class HeaderReader:
+    """Reads the PROXY header off an accepted socket before anything else does (the supervisor of
+    a multi-process proxy, or the TLS port, where the bytes behind the header are a ClientHello):
+    peeks, and takes only the header's bytes, so the Stratum line or ClientHello behind it stays in
+    the socket for whoever reads it next. Callbacks, no task: one reader per new connection.
+
+    `done(sock, ip, via)` gets the miner's address (the header's, or the peer's when the header
+    names none) and the balancer's (None where it is the peer itself); `refused(sock, peer,
+    reason)` a header that is bad, missing where required, late, or sent by an untrusted source
+    (on the TLS port only: on a plain port the first Stratum bytes show it, see
+    `MinerConnection.data_received`). Either owns the socket afterwards."""
+
+    __slots__ = ("_done", "_parser", "_peer", "_refused", "_sock", "_timer", "_trusted")
+
+    def __init__(self, sock: socket.socket, peer: str, trusted: bool, required: bool, timeout: float,
+                 done: Callable[[socket.socket, str, str | None], None],
+                 refused: Callable[[socket.socket, str, str], None]) -> None:
+        self._sock = sock
+        self._peer = peer
+        self._trusted = trusted
+        self._parser = HeaderParser(required)
+        self._done = done
+        self._refused = refused
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(timeout, self._late, timeout)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _finish(self) -> None:
+        self._timer.cancel()
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
+
+    def _late(self, timeout: float) -> None:
+        self._finish()
+        what = "no complete PROXY header" if self._trusted else "nothing sent"
+        self._refused(self._sock, self._peer, f"{what} within {timeout:g} s")
+
+    def _readable(self) -> None:
+        try:
+            data = self._sock.recv(V2_MAX_BYTES, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            data, error = b"", str(exc)
+        else:
+            error = ""
+        try:
+            if not data:
+                raise ProxyProtocolError(error or ("closed inside its PROXY header" if self._parser.taken
+                                                   else "closed before sending a PROXY header"))
+            if not self._trusted:
+                self._finish()
+                if looks_like_header(data):
+                    raise ProxyProtocolError("PROXY protocol header from an untrusted source")
+                self._done(self._sock, self._peer, None)
+                return
+            taken = self._parser.feed(data)
+            if taken:
+                self._sock.recv(taken)  # exactly the header's bytes, already in the kernel's buffer
+        except ProxyProtocolError as exc:
+            self._finish()
+            self._refused(self._sock, self._peer, str(exc))
+            return
+        if self._parser.done:
+            self._finish()
+            header = self._parser.header
+            source = header.source if header is not None else None
+            if source is None:  # LOCAL, UNKNOWN, AF_UNIX, or none where optional: the balancer's own
+                self._done(self._sock, self._peer, None)
+            else:
+                self._done(self._sock, source[0], self._peer)
+
+
 class MinerConnection(asyncio.Protocol):
-    def __init__(self, server: "StratumServer") -> None:
+    def __init__(self, server: "StratumServer", ip: str | None = None, via: str | None = None) -> None:
+        """`ip`: the miner's address where the socket's peer is not it (a PROXY header said so,
+        `via` the balancer that relayed it)."""
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: MinerSession
         self.codec = stratum.StratumCodec(server.limits.max_line_bytes)
-        self.ip = ""
+        self.ip = ip or ""
+        self.via = via
+        self._header: HeaderParser | None = None
+        """While a trusted balancer's PROXY header is being read (plain port): the miner is
+        admitted, counted and logged only once its address is known."""
+        self._header_timer: asyncio.TimerHandle | None = None
         self.connected_at = time.monotonic()
         self.last_activity = self.connected_at
         self.protocol_errors = 0
@@ -62,8 +149,20 @@ class MinerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
-        peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else "?"
+        if not self.ip:
+            peer = transport.get_extra_info("peername")
+            self.ip = peer[0] if peer else "?"
+            server = self.server
+            if server.proxy_sources and server.proxy_sources.trusts(self.ip):
+                self._header = HeaderParser(server.proxy_required)
+                self._header_timer = asyncio.get_running_loop().call_later(
+                    server.proxy_timeout_s, self._header_late)
+                return
+        self._admit()
+
+    def _admit(self) -> None:
+        transport = self.transport
+        assert transport is not None
         now = time.monotonic()
         limits = self.server.limits
         self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
@@ -74,20 +173,65 @@ class MinerConnection(asyncio.Protocol):
             self.close(refusal, registered=False)
             return
         self.server.attach(self)
-        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)
         local = transport.get_extra_info("sockname")
         self.server.log_miner("miner.connected", conn=conn_id, ip=self.ip,
-                              port=local[1] if isinstance(local, tuple) else None)
+                              port=local[1] if isinstance(local, tuple) else None,
+                              **({"via": self.via} if self.via else {}))
+
+    def _header_late(self) -> None:
+        self._refuse_header(f"no complete PROXY header within {self.server.proxy_timeout_s:g} s")
+
+    def _refuse_header(self, reason: str) -> None:
+        """A trusted source's connection whose header failed: never admitted, so nothing to undo."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._header = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self.server.refused_header(self.ip, reason, tls=False)
+        assert self.transport is not None
+        self.transport.close()
+
+    def _read_header(self, data: bytes) -> bytes | None:
+        """Feed the header; the bytes behind it once it is complete (None: not yet, or refused)."""
+        assert self._header is not None
+        try:
+            taken = self._header.feed(data)
+        except ProxyProtocolError as exc:
+            self._refuse_header(str(exc))
+            return None
+        if not self._header.done:
+            return None
+        header, self._header = self._header.header, None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        if header is not None and header.source is not None:
+            self.via, self.ip = self.ip, header.source[0]
+        self._admit()
+        return None if self.closed else data[taken:]
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self._header is not None:
+            rest = self._read_header(data)
+            if not rest:
+                return
+            data = rest
         if not self.greeted:
             self.greeted = True
             if data[:1] == b"\x16":
                 # A TLS ClientHello on the plain port (BFGMiner tries TLS first on stratum+tcp and
                 # falls back only once the server closes): close at once, not after a timeout.
                 self.close("TLS handshake on the plain Stratum port", notify=False)
+                return
+            if looks_like_header(data):
+                # Only a trusted balancer's header is read (before this connection was made): from
+                # anyone else it would be a miner claiming another's address.
+                self.close("PROXY protocol header from an untrusted source", notify=False)
                 return
         now = time.monotonic()
         self.last_activity = now
@@ -229,6 +373,10 @@ class MinerConnection(asyncio.Protocol):
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._header is not None:  # gone before its header was complete: never admitted
+            self._refuse_header("closed inside its PROXY header" if self._header.taken
+                                else "closed before sending a PROXY header")
+            return
         if not self.closed:
             self.closed = True
             self.close_reason = "peer closed" if exc is None else f"connection lost: {exc}"
@@ -241,8 +389,14 @@ class MinerConnection(asyncio.Protocol):
 
 class StratumServer:
     def __init__(self, dispatch: Dispatcher, limits: LimitsConfig, vardiff: VardiffConfig,
-                 accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool) -> None:
+                 accounting: Accounting, metrics: ProxyMetrics, hasher: HasherPool,
+                 listen: ListenConfig | None = None) -> None:
         self.dispatch = dispatch
+        listen = listen or ListenConfig()
+        self.proxy_sources = TrustedSources(listen.proxy_protocol_from)
+        self.proxy_required = listen.proxy_protocol == "required"
+        self.proxy_timeout_s = listen.proxy_protocol_timeout_s
+        self._raw_listeners: list[socket.socket] = []
         self.router = dispatch.router
         self.limits = limits
         self.vardiff = vardiff
@@ -343,6 +497,8 @@ class StratumServer:
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         loop = asyncio.get_running_loop()
+        if self.proxy_sources and tls is not None:
+            return self._listen_raw(host, port, tls)
         server = await loop.create_server(lambda: MinerConnection(self), host, port, ssl=tls,
                                           backlog=4096, reuse_address=True)
         self._servers.append(server)
@@ -352,19 +508,62 @@ class StratumServer:
         self.log.info("stratum.listening", host=host, port=bound, tls=tls is not None)
         return int(bound)
 
-    def adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
-        """Serve a connection another process accepted (the supervisor of a multi-process proxy)."""
-        ip = "?"
-        with contextlib.suppress(OSError):
-            ip = sock.getpeername()[0]
-        self._spawn(self._adopt(sock, tls, ip))
+    def _listen_raw(self, host: str, port: int, tls: ssl.SSLContext) -> int:
+        """The TLS port's listener with PROXY protocol on: it accepts by itself, so that the
+        header can be read off the socket before the TLS handshake. (The plain port reads it in
+        `MinerConnection`: the bytes behind it go to the codec anyway.)"""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=4096, reuse_port=False)
+        sock.setblocking(False)
+        self._raw_listeners.append(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_raw, sock, tls)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
+        bound = int(sock.getsockname()[1])
+        self.log.info("stratum.listening", host=host, port=bound, tls=True,
+                      proxy_protocol_from=[str(n) for n in self.proxy_sources.networks])
+        return bound
+
+    def _accept_raw(self, listener: socket.socket, tls: ssl.SSLContext) -> None:
+        for _ in range(256):  # a bounded batch: the loop has miners to serve too
+            try:
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: the backlog waits
+                self.log.warning("stratum.accept_failed", error=str(exc))
+                return
+            ip = peer[0] if peer else "?"
+            HeaderReader(conn, ip, self.proxy_sources.trusts(ip), self.proxy_required, self.proxy_timeout_s,
+                         lambda sock, miner, via: self._spawn(self._adopt(sock, tls, miner, via)),
+                         self._header_refused)
+
+    def _header_refused(self, sock: socket.socket, peer: str, reason: str) -> None:
+        sock.close()
+        self.refused_header(peer, reason, tls=True)
+
+    def refused_header(self, peer: str, reason: str, tls: bool) -> None:
+        """A connection refused for its PROXY header (or the lack of one): counted and logged."""
+        self.metrics.disconnects.labels("PROXY protocol").inc()
+        self.log_miner("miner.proxy_header_refused", ip=peer, reason=reason, tls=tls)
+
+    def adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str | None = None,
+              via: str | None = None) -> None:
+        """Serve a connection another process accepted (the supervisor of a multi-process proxy),
+        with the miner's address when a PROXY header named it there."""
+        if ip is None:
+            ip = "?"
+            with contextlib.suppress(OSError):
+                ip = sock.getpeername()[0]
+        self._spawn(self._adopt(sock, tls, ip, via))
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="stratum-sweeper")
 
-    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str) -> None:
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None, ip: str,
+                     via: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: MinerConnection(self), sock, ssl=tls)
+            await loop.connect_accepted_socket(lambda: MinerConnection(self, ip, via), sock, ssl=tls)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             # No protocol was made (a failed TLS handshake, a peer already gone): its slot ends here.
             self.log.info("miner.handshake_failed", ip=ip, error=str(exc))
@@ -375,6 +574,10 @@ class StratumServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        for sock in self._raw_listeners:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        self._raw_listeners.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):

@@ -18,7 +18,8 @@ worker written in it (`proxy.extranonce.session_worker`). A TLS miner's first li
 here: it goes to the least-loaded worker and resumes only if that is its own.
 
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
-supervisor → worker `{"conn": "tcp"|"tls", "ip": …}` + the socket, `{"ban": ip, "seconds": s}`;
+supervisor → worker `{"conn": "tcp"|"tls", "ip": …, "via": …}` + the socket (`ip` the miner's,
+`via` the load balancer's where a PROXY header named the miner), `{"ban": ip, "seconds": s}`;
 worker → supervisor `{"ready": true}` (an upstream has work), `{"closed": ip}`, `{"ban": ip, "seconds": s}`,
 `{"top": [[worker, hashrate, difficulty], …]}` (its top workers, every report).
 """
@@ -47,6 +48,8 @@ from proxy.admission import Admission
 from proxy.config import ProxyConfig
 from proxy.extranonce import session_worker
 from proxy.metrics import TopWorkerGauges, WorkerFigure, top_workers
+from proxy.proxy_protocol import TrustedSources
+from proxy.server import HeaderReader
 from qscrypt.log import get_logger
 
 CONTROL_FD_ENV = "QSCRYPT_CONTROL_FD"
@@ -70,7 +73,7 @@ def _encode(message: dict[str, object]) -> bytes:
 class WorkerLink:
     """The worker's end of the control socket: sockets in, closes and bans out."""
 
-    def __init__(self, fd: int, adopt: Callable[[socket.socket, str], None],
+    def __init__(self, fd: int, adopt: Callable[[socket.socket, str, str | None, str | None], None],
                  banned_elsewhere: Callable[[str, float], None]) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)
@@ -100,7 +103,9 @@ class WorkerLink:
             except ValueError:
                 message = {}
             if "conn" in message and fds:
-                self._adopt(socket.socket(fileno=fds[0]), str(message["conn"]))
+                ip, via = message.get("ip"), message.get("via")
+                self._adopt(socket.socket(fileno=fds[0]), str(message["conn"]),
+                            str(ip) if ip else None, str(via) if via else None)
                 fds = fds[1:]
             elif "ban" in message:
                 self._banned_elsewhere(str(message["ban"]), float(message.get("seconds", 0)))
@@ -173,6 +178,11 @@ class Supervisor:
         self.dsn = dsn
         self.workers = [_Worker(i) for i in range(config.workers)]
         self.admission = Admission(config.limits)
+        self.proxy_sources = TrustedSources(config.listen.proxy_protocol_from)
+        self._vias: dict[socket.socket, str] = {}
+        self._headers: dict[socket.socket, str] = {}
+        """Accepted sockets whose PROXY header (or first bytes) is being read, with their port's kind."""
+        """Accepted sockets whose miner a PROXY header named, with the balancer that relayed it."""
         self.ports: dict[str, int] = {}
         # Its own figures, served beside the workers' (the supervisor is no multiprocess writer).
         self.registry = registry = prometheus_client.CollectorRegistry()
@@ -312,13 +322,38 @@ class Supervisor:
             except OSError as exc:  # EMFILE and friends: log and let the backlog wait
                 self.log.warning("supervisor.accept_failed", error=str(exc))
                 return
-            self._place(conn, peer[0] if peer else "?", kind)
+            ip = peer[0] if peer else "?"
+            if self.proxy_sources and (kind == "tls" or self.proxy_sources.trusts(ip)):
+                # The PROXY header first: the limits then apply to the miner's address, not the
+                # balancer's. (An untrusted plain-TCP miner's first bytes are checked by its worker.)
+                listen = self.config.listen
+                HeaderReader(conn, ip, self.proxy_sources.trusts(ip), listen.proxy_protocol == "required",
+                             listen.proxy_protocol_timeout_s, self._after_header, self._header_refused)
+                self._headers[conn] = kind
+            else:
+                self._place(conn, ip, kind)
+
+    def _after_header(self, conn: socket.socket, ip: str, via: str | None) -> None:
+        kind = self._headers.pop(conn)
+        if self._closing:
+            conn.close()
+            return
+        if via is not None:
+            self._vias[conn] = via
+        self._place(conn, ip, kind)
+
+    def _header_refused(self, conn: socket.socket, peer: str, reason: str) -> None:
+        kind = self._headers.pop(conn)
+        conn.close()
+        self.refused.labels("PROXY protocol").inc()
+        self.log.info("miner.proxy_header_refused", ip=peer, reason=reason, tls=kind == "tls")
 
     def _place(self, conn: socket.socket, ip: str, kind: str) -> None:
         refusal = self.admission.refusal(ip, time.monotonic())
         if refusal is None and not any(w.up for w in self.workers):
             refusal = "no upstream work yet: try again shortly"
         if refusal is not None:
+            self._vias.pop(conn, None)
             self._refuse(conn, kind, refusal)
             return
         self.admission.admitted(ip)  # from here on the miner holds its slot, placed or not yet
@@ -351,12 +386,14 @@ class Supervisor:
         except OSError:
             data = b""
         if data == b"":  # gone before it said anything
+            self._vias.pop(conn, None)
             conn.close()
             self.admission.released(ip)
             return
         self._hand_off(conn, ip, "tcp", _resumed_worker(data) if data else None)
 
     def _hand_off(self, conn: socket.socket, ip: str, kind: str, resumed: int | None) -> None:
+        via = self._vias.pop(conn, None)
         ready = [w for w in self.workers if w.up]
         if not ready:  # every worker went down while this miner was waiting
             self.admission.released(ip)
@@ -370,7 +407,10 @@ class Supervisor:
                 worker = home
         assert worker.control is not None
         try:
-            socket.send_fds(worker.control, [_encode({"conn": kind, "ip": ip})], [conn.fileno()])
+            message: dict[str, object] = {"conn": kind, "ip": ip}
+            if via is not None:
+                message["via"] = via
+            socket.send_fds(worker.control, [_encode(message)], [conn.fileno()])
         except OSError as exc:  # its queue is full or it just died: this miner reconnects
             self.log.warning("supervisor.handoff_failed", worker=worker.index, error=str(exc))
             conn.close()

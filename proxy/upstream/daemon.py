@@ -44,6 +44,7 @@ as Litecoin's are, with their coin.
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -135,6 +136,8 @@ class BlockRecord:
     status: str  # accepted / rejected / orphaned / pending
     reason: str | None
     found_at: datetime
+    host: str | None = None
+    """The proxy host that found it (None in records journaled before hosts were recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "reward": str(self.reward), "found_at": self.found_at.isoformat()}
@@ -144,7 +147,8 @@ class BlockRecord:
         return cls(str(data["coin"]), int(data["height"]), str(data["hash"]), str(data["worker"]),
                    str(data["upstream"]), Decimal(data["reward"]), str(data["status"]),
                    None if data["reason"] is None else str(data["reason"]),
-                   datetime.fromisoformat(data["found_at"]))
+                   datetime.fromisoformat(data["found_at"]),
+                   None if data.get("host") is None else str(data["host"]))
 
 
 async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None:
@@ -152,14 +156,25 @@ async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None
     pending row takes the final status when it comes."""
     block = BlockRecord.from_json(record)
     await db.insert_block(conn, block.coin, block.height, block.hash, block.worker, block.upstream,
-                          block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S)
+                          block.reward, block.status, block.reason, block.found_at, timeout=_DB_TIMEOUT_S,
+                          host=block.host)
+
+
+def host_mark(host: str | None) -> bytes:
+    """The host's identity in its coinbases: 8 hex digits of sha256(host name) and a `/` after the
+    tag. Two proxy hosts mining solo on one daemon to one address then never build the same
+    coinbase even if their random extranonce1 met; the name itself stays off the public chain."""
+    if not host:
+        return b""
+    return hashlib.sha256(host.encode()).hexdigest()[:8].encode() + b"/"
 
 
 class DaemonUpstream(Upstream):
     def __init__(self, config: UpstreamConfig, failover: FailoverConfig, dsn: str | None = None,
-                 journal: RecordJournal | None = None) -> None:
+                 journal: RecordJournal | None = None, host: str | None = None) -> None:
         """`journal`: where found blocks are made durable before they are submitted, and kept
-        until `blocks` holds them (the proxy's share writer replays it)."""
+        until `blocks` holds them (the proxy's share writer replays it). `host`: this proxy host's
+        name, recorded with its blocks and, hashed, written into its coinbases."""
         key = f"proxy.upstreams[{config.name}]"
         try:
             profile = coin(config.coin, config.network)
@@ -174,13 +189,14 @@ class DaemonUpstream(Upstream):
         except AddressError as exc:
             raise ConfigError(f"{key}.payout_address",
                               f"{config.payout_address!r} cannot be paid on {profile.label}: {exc}") from None
-        self.tag = config.coinbase_tag.encode()
+        self.host = host
+        self.tag = config.coinbase_tag.encode() + host_mark(host)
         self.aux_chains = [AuxChain(aux, f"{key}.aux[{aux.name}]", self._aux_work) for aux in config.aux]
         aux_size = 1 + COMMITMENT_SIZE if self.aux_chains else 0
         script_sig = (len(bip34_height(_HIGHEST_HEIGHT)) + aux_size + 1 + EXTRANONCE1_SIZE + EXTRANONCE2_SIZE
                       + len(push_data(self.tag)))
         if script_sig > MAX_COINBASE_SCRIPT_SIG:
-            raise ConfigError(f"{key}.coinbase_tag",
+            raise ConfigError(f"{key}.coinbase_tag",  # the host mark is 9 of the tag's bytes
                               f"is {len(self.tag)} bytes: the coinbase scriptSig would be {script_sig} "
                               f"bytes, over the {MAX_COINBASE_SCRIPT_SIG}-byte limit")
         if config.refresh_s <= 0:
@@ -399,7 +415,8 @@ class DaemonUpstream(Upstream):
             return SubmitOutcome(False, str(exc), time.monotonic() - started)
         block_hash = hash_to_hex(sha256d(header))
         record = BlockRecord(self.profile.symbol, entry.fields.height, block_hash, worker, self.name,
-                             entry.fields.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at)
+                             entry.fields.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at,
+                             self.host)
         await self._journal_found(record)
         status, reason = await self._submit_block(block, block_hash)
         latency = time.monotonic() - started
@@ -464,7 +481,7 @@ class DaemonUpstream(Upstream):
             self._log.error("daemon.aux_invalid", aux=chain.name, hash=block.hash_hex, error=str(exc))
             return
         record = BlockRecord(chain.symbol, block.height, block.hash_hex, worker, self.name,
-                             block.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at)
+                             block.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at, self.host)
         await self._journal_found(record)
         started = time.monotonic()
         status, reason = await self._submit_auxpow(chain, block, auxpow.serialize().hex())

@@ -64,3 +64,28 @@ async def test_a_cursor_has_one_owner_and_survives_it(pg_dsn: str) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_worker_keeps_the_host_and_address_of_its_latest_share(pg_conn: asyncpg.Connection) -> None:
+    # Two hosts write the same worker's batches; a late one (a dead host's journal replayed after
+    # the worker moved on) adds its counts but leaves where the worker is now.
+    later = datetime(2026, 5, 1, 12, 5, tzinfo=UTC)
+    await db.add_worker_totals(pg_conn, [("roaming", 2, 0, 0, later, "198.51.100.7", "edge-b")])
+    await db.add_worker_totals(pg_conn, [("roaming", 3, 1, 0, FOUND_AT, "198.51.100.7", "edge-a")])
+    row = await pg_conn.fetchrow("SELECT accepted, rejected, host, last_ip, last_share_at FROM workers"
+                                 " WHERE name = 'roaming'")
+    assert tuple(row) == (5, 1, "edge-b", "198.51.100.7", later)
+    latest = later.replace(minute=9)
+    await db.add_worker_totals(pg_conn, [("roaming", 1, 0, 0, latest, "203.0.113.4", "edge-a")])
+    row = await pg_conn.fetchrow("SELECT host, last_ip FROM workers WHERE name = 'roaming'")
+    assert tuple(row) == ("edge-a", "203.0.113.4")
+
+
+async def test_rows_of_moves_and_blocks_carry_the_host(pg_conn: asyncpg.Connection) -> None:
+    await db.insert_switch_event(pg_conn, "night", 4, "pool-a", "pool-b", "better", 7.5, host="edge-a")
+    await db.insert_upstream_event(pg_conn, "pool-b", "failover", {}, host="edge-b")
+    await db.insert_block(pg_conn, "LTC", 501, "cd" * 32, "rig.1", "solo", Decimal("6.25"), "accepted", None,
+                          FOUND_AT, host="edge-c")
+    assert await pg_conn.fetchval("SELECT host FROM switch_events WHERE profile = 'night'") == "edge-a"
+    assert await pg_conn.fetchval("SELECT host FROM upstream_events WHERE upstream = 'pool-b'") == "edge-b"
+    assert await pg_conn.fetchval("SELECT host FROM blocks WHERE hash = $1", "cd" * 32) == "edge-c"

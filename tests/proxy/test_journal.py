@@ -23,17 +23,24 @@ FEW = settings(max_examples=200, deadline=None)
 text = st.text()  # every code point: lone surrogates, NUL, anything a bug could let through
 floats = st.floats(allow_nan=True, allow_infinity=True)
 rows = st.builds(
-    lambda ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash: (
-        ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash),
+    lambda ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash, ip, host: (
+        ts, worker, upstream, job_id, difficulty, share_diff, result, reason, block_hash, ip, host),
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
     text, text, text, floats, st.none() | floats, st.sampled_from(["accepted", "rejected", "stale"]),
-    st.none() | text, st.none() | text,
+    st.none() | text, st.none() | text, st.none() | text, st.none() | text,
 )
 
 
 def row(worker: str = "w", n: int = 0) -> ShareRow:
     when = datetime(2026, 12, 6, tzinfo=UTC) + timedelta(microseconds=n)
-    return (when, worker, "pool", f"{n:x}", 0.5, 0.75, "accepted", None, None)
+    return (when, worker, "pool", f"{n:x}", 0.5, 0.75, "accepted", None, None, "198.51.100.7", "host-a")
+
+
+def test_a_row_journaled_before_ip_and_host_reads_back_with_none() -> None:
+    # A proxy upgraded with rows still in its journal: the old 9-value lines still go in.
+    old = json.loads(encode_row(row()))[:9]
+    assert decode_row(old)[9:] == (None, None)
+    assert decode_row(old)[:9] == row()[:9]
 
 
 def same(a: ShareRow, b: ShareRow) -> bool:

@@ -34,11 +34,12 @@ async def left_by_a_stopped_proxy(spill: Path, dsn: str) -> None:
     log = share_log(claimed.shares, segment_rows=4)
     blocks = RecordJournal(claimed.blocks)
     writer = ShareWriter(log, dsn, claimed.quarantine, records=[(blocks, insert_block)])
-    log.append((datetime.now(UTC), "", "solo", "1", 0.5, 0.6, "accepted", None, None))
+    log.append((datetime.now(UTC), "", "solo", "1", 0.5, 0.6, "accepted", None, None, "127.0.0.1", "host-a"))
     await writer.close()  # its last flush quarantines the refused row
     assert writer.quarantined == 1
     for n in range(10):  # then PostgreSQL went away
-        log.append((datetime.now(UTC), "cli.rig", "solo", f"{n:x}", 0.5, 0.6, "accepted", None, None))
+        log.append((datetime.now(UTC), "cli.rig", "solo", f"{n:x}", 0.5, 0.6, "accepted", None, None,
+                    "127.0.0.1", "host-a"))
     log.close()
     found = BlockRecord("LTC", 500, BLOCK, "cli.rig", "solo", Decimal("6.25"), "accepted", None,
                         datetime.now(UTC))
@@ -53,7 +54,8 @@ async def test_status_then_replay_then_the_quarantine_fixed_by_hand(pg_dsn: str,
     config.write_text(f'[database]\ndsn = "{pg_dsn}"\n\n[proxy]\nspill_dir = "{spill}"\n')
     await left_by_a_stopped_proxy(spill, pg_dsn)
     held = JournalDir.claim(spill, "worker-1")  # a live proxy's: replay must leave it alone
-    share_log(held.shares).append((datetime.now(UTC), "live", "solo", "1", 0.5, 0.6, "accepted", None, None))
+    share_log(held.shares).append((datetime.now(UTC), "live", "solo", "1", 0.5, 0.6, "accepted", None, None,
+                                   "127.0.0.1", "host-a"))
     try:
         shown = qscrypt(config, "status", "--json")
         assert shown.returncode == 0, shown.stderr
@@ -96,7 +98,7 @@ async def test_replay_with_the_database_away_keeps_everything_and_says_so(tmp_pa
     spill = tmp_path / "spill"
     claimed = JournalDir.claim(spill, "proxy")
     log = share_log(claimed.shares)
-    log.append((datetime.now(UTC), "w", "solo", "1", 0.5, 0.6, "accepted", None, None))
+    log.append((datetime.now(UTC), "w", "solo", "1", 0.5, 0.6, "accepted", None, None, "127.0.0.1", "host-a"))
     log.close()
     claimed.release()
     config = tmp_path / "qscrypt.toml"

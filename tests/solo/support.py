@@ -34,10 +34,10 @@ def daemon_config(pair: RegtestPair, payout_address: str, node: int = 0, **overr
 
 @asynccontextmanager
 async def running_proxy(upstream: UpstreamConfig, dsn: str | None, spill_dir: Path,
-                        failover: FailoverConfig | None = None) -> AsyncIterator[Proxy]:
+                        failover: FailoverConfig | None = None, host_name: str = "") -> AsyncIterator[Proxy]:
     config = ProxyConfig(
         listen=ListenConfig(host="127.0.0.1", port=0), vardiff=VARDIFF, failover=failover or FailoverConfig(),
-        upstreams=[upstream], metrics_port=None, spill_dir=spill_dir,
+        upstreams=[upstream], metrics_port=None, spill_dir=spill_dir, host_name=host_name,
     )
     proxy = Proxy(config, dsn)
     await proxy.start()
