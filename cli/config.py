@@ -23,6 +23,8 @@ class Config:
     api: dict[str, Any] = field(default_factory=dict)
     coordinator: dict[str, Any] = field(default_factory=dict)
     """Kafka fan-out of one upstream's work (proxy.coordinator.config.CoordinatorConfig); empty: off."""
+    payouts: dict[str, Any] = field(default_factory=dict)
+    """Paying miners (payouts.config.PayoutsConfig), for `qscrypt payouts`."""
 
 
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:

@@ -93,8 +93,9 @@ def pps(shares: Iterable[Share], fee: Fraction) -> Split:
     `total` is the sum of those values rounded down, what the pool owes for the period."""
     gross: dict[str, Fraction] = {}
     for s in shares:
-        gross[s.account] = gross.get(s.account, Fraction(0)) + share_value(s.reward, s.difficulty,
-                                                                             s.network_difficulty)
+        gross[s.account] = gross.get(s.account, Fraction(0)) + share_value(
+            s.reward, s.difficulty, s.network_difficulty
+        )
     exact_total = sum(gross.values(), Fraction(0))
     total = floor(exact_total)
     fee_units = floor(exact_total * fee)
@@ -116,12 +117,14 @@ def fpps(shares: Iterable[Share], tx_fees: int, fee: Fraction) -> Split:
     """Full pay-per-share: PPS on subsidy + `tx_fees` (from `average_tx_fees`)."""
     if tx_fees < 0:
         raise ValueError("tx_fees must be >= 0")
-    return pps((Share(s.account, s.difficulty, s.network_difficulty, s.reward + tx_fees) for s in shares),
-               fee)
+    return pps(
+        (Share(s.account, s.difficulty, s.network_difficulty, s.reward + tx_fees) for s in shares), fee
+    )
 
 
-def pplns_window(shares: Sequence[Share], network_difficulty: float,
-                 factor: float = DEFAULT_PPLNS_FACTOR) -> dict[str, Fraction]:
+def pplns_window(
+    shares: Sequence[Share], network_difficulty: float, factor: float = DEFAULT_PPLNS_FACTOR
+) -> dict[str, Fraction]:
     """Each account's share difficulty among the last shares of `shares` (oldest first) that add
     up to factor × D × 65536; the share that crosses the boundary counts only up to it."""
     wanted = Fraction(factor) * _exact(network_difficulty) * SHARE_DIFF1_HASHES
@@ -138,8 +141,13 @@ def pplns_window(shares: Sequence[Share], network_difficulty: float,
     return window
 
 
-def pplns(shares: Sequence[Share], reward: int, network_difficulty: float, fee: Fraction,
-          factor: float = DEFAULT_PPLNS_FACTOR) -> Split:
+def pplns(
+    shares: Sequence[Share],
+    reward: int,
+    network_difficulty: float,
+    fee: Fraction,
+    factor: float = DEFAULT_PPLNS_FACTOR,
+) -> Split:
     """A block's `reward` (or a pool payment) split over the PPLNS window that ends at it. With no
     shares in the window everything stays with the pool."""
     if reward < 0:

@@ -99,8 +99,10 @@ shares = st.lists(st.builds(Share, accounts, difficulties, network, rewards), ma
 
 
 def _exact_earned(items: list[Share]) -> Fraction:
-    return sum((s.reward * Fraction(s.difficulty) / (Fraction(s.network_difficulty) * 65536) for s in items),
-               Fraction(0))
+    return sum(
+        (s.reward * Fraction(s.difficulty) / (Fraction(s.network_difficulty) * 65536) for s in items),
+        Fraction(0),
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -122,16 +124,18 @@ def test_pps_never_pays_more_than_the_shares_earned(items: list[Share], fee: Fra
 @given(shares, st.integers(min_value=0, max_value=10**12), fees)
 def test_fpps_pays_pps_on_subsidy_plus_fees(items: list[Share], tx_fees: int, fee: Fraction) -> None:
     split = fpps(items, tx_fees, fee)
-    earned = _exact_earned([Share(s.account, s.difficulty, s.network_difficulty, s.reward + tx_fees)
-                            for s in items])
+    earned = _exact_earned(
+        [Share(s.account, s.difficulty, s.network_difficulty, s.reward + tx_fees) for s in items]
+    )
     assert sum(split.credits.values()) + split.fee <= split.total <= earned
     assert all(split.credits.get(a, 0) >= pps(items, fee).credits.get(a, 0) for a in split.credits)
 
 
 @settings(max_examples=300, deadline=None)
 @given(shares, rewards, network, fees, st.sampled_from([0.5, 1, 2, 3]))
-def test_pplns_splits_exactly_the_reward(items: list[Share], reward: int, difficulty: float, fee: Fraction,
-                                        factor: float) -> None:
+def test_pplns_splits_exactly_the_reward(
+    items: list[Share], reward: int, difficulty: float, fee: Fraction, factor: float
+) -> None:
     split = pplns(items, reward, difficulty, fee, factor)
     assert split.total == reward
     assert sum(split.credits.values()) + split.fee + split.remainder == reward
