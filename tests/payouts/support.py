@@ -76,7 +76,8 @@ async def record_block(
 
 async def balance(conn: asyncpg.Connection, account: str, bucket: str, coin: str = "LTC") -> int:
     value = await conn.fetchval(
-        "SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries WHERE coin = $1 AND account = $2 AND bucket = $3",
+        "SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries "
+        "WHERE coin = $1 AND account = $2 AND bucket = $3",
         coin,
         account,
         bucket,

@@ -14,7 +14,7 @@ from payouts.accounts import POOL_ACCOUNT
 from payouts.config import to_units
 from payouts.run import run_payouts
 from qscrypt.devnet.litecoind import RegtestPair
-from tests.payouts.support import balance, coin_config, receiver, record_block, received
+from tests.payouts.support import balance, coin_config, received, receiver, record_block
 
 
 @pytest.fixture

@@ -1,0 +1,107 @@
+"""Never paid twice: a real `qscrypt payouts run` process killed (SIGKILL) after `sendmany`
+answered and before it recorded the txid; the next run finds the transaction in the wallet by its
+comment, records it, and sends nothing new. The receiving wallet sees exactly one payment."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+
+from payouts import db
+from payouts.accounts import POOL_ACCOUNT
+from payouts.run import PAUSE_ENV
+from qscrypt.devnet.litecoind import RegtestPair
+from tests.payouts.support import received, receiver, toml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _payouts(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "-c", str(config), "payouts", "run", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return line
+    process.kill()
+    raise AssertionError(f"no {marker!r} from the payout run; it wrote:\n{''.join(seen)}")
+
+
+async def test_a_run_killed_between_sendmany_and_the_txid_pays_once(
+    pg_dsn: str, litecoin_pair: RegtestPair, tmp_path: Path
+) -> None:
+    pair = litecoin_pair
+    wallet = receiver(pair)
+    address = wallet.call("getnewaddress")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await db.post(
+            conn,
+            [
+                ("LTC", "t:crash", address, "balance", 12_345_678),
+                ("LTC", "t:crash", POOL_ACCOUNT, "income", -12_345_678),
+            ],
+        )
+    finally:
+        await conn.close()
+    config = tmp_path / "payouts.toml"
+    config.write_text(toml(pair, pg_dsn))
+
+    first = _payouts(config, env={PAUSE_ENV: "120"})
+    line = await asyncio.to_thread(_wait_for_line, first, "payouts.sent_unrecorded", 120)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(30) == -signal.SIGKILL
+    txid = line.split("txid=")[1].split()[0]
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        batch = await conn.fetchrow("SELECT status, txid FROM payout_batches")
+        assert (batch["status"], batch["txid"]) == ("sending", None)  # the kill came before the record
+    finally:
+        await conn.close()
+
+    second = _payouts(config)
+    out, err = await asyncio.to_thread(second.communicate, timeout=120)
+    assert second.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["recovered"] == [txid] and summary["sent"] == [], summary
+
+    third = _payouts(config)
+    out, err = await asyncio.to_thread(third.communicate, timeout=120)
+    assert third.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["sent"] == []
+
+    await asyncio.to_thread(pair.sync_mempools, [txid])
+    payments = received(wallet, address)
+    assert [(tx["txid"], Decimal(str(tx["amount"]))) for tx in payments] == [(txid, Decimal("0.12345678"))]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT p.status, b.txid FROM payouts p JOIN payout_batches b ON b.id = p.batch_id"
+        )
+        assert [(r["status"], r["txid"]) for r in rows] == [("sent", txid)]
+    finally:
+        await conn.close()
