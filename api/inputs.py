@@ -59,10 +59,15 @@ def json_body(raw: bytes) -> Any:
 
 
 class Body:
-    """A request body type: a union of models told apart by one field (the discriminator)."""
+    """A request body type: one model, or a union of models told apart by one field (the
+    discriminator)."""
 
     def __init__(self, tp: Any) -> None:
         self.adapter: TypeAdapter[Any] = TypeAdapter(tp)
+        self.model: type[BaseModel] | None = None
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            self.model, self.tag, self.variants = tp, "", {}
+            return
         union, *metadata = typing.get_args(tp)
         self.tag = next(str(m.discriminator) for m in metadata if isinstance(m, Discriminator))
         self.variants: dict[str, type[BaseModel]] = {
@@ -76,6 +81,13 @@ class Body:
             raise rejected([self._named(e) for e in exc.errors()]) from None
 
     def _named(self, error: ErrorDetails) -> tuple[str, str]:
+        if self.model is not None:  # one model: its fields are where pydantic says
+            loc = list(error["loc"])
+            if not loc:
+                return "body", describe(error)
+            if error["type"] in _UNKNOWN:
+                return dotted(loc), f"unknown field (known: {', '.join(known_keys(self.model, loc[:-1]))})"
+            return dotted(loc), describe(error)
         if not error["loc"]:  # refused before a variant was chosen
             if error["type"] == "union_tag_not_found":
                 return self.tag, "is required"
