@@ -36,22 +36,15 @@ def coin_config(pair: RegtestPair, **overrides: Any) -> CoinPayouts:
     return replace(base, **overrides)
 
 
-def toml(pair: RegtestPair, dsn: str, **extra: str) -> str:
-    """A config file's text for `qscrypt payouts` on `pair`'s first node."""
-    lines = [
-        "[database]",
-        f'dsn = "{dsn}"',
-        "[payouts.coins.LTC]",
-        'mode = "solo"',
-        'scheme = "solo"',
-        'network = "regtest"',
-        "minimum = 0.001",
-        f'rpc_url = "{pair.rpc_url(0)}"',
-        f'rpc_user = "{pair.user}"',
-        f'rpc_password = "{pair.password}"',
-        f'wallet = "{WALLET}"',
-    ]
-    lines += [f"{key} = {value}" for key, value in extra.items()]
+def toml(pair: RegtestPair, dsn: str, **keys: str) -> str:
+    """A config file's text for `qscrypt payouts` on `pair`'s first node; `keys` (TOML values)
+    replace or add to [payouts.coins.LTC]'s."""
+    coin = {
+        "mode": '"solo"', "scheme": '"solo"', "network": '"regtest"', "minimum": "0.001",
+        "rpc_url": f'"{pair.rpc_url(0)}"', "rpc_user": f'"{pair.user}"', "rpc_password": f'"{pair.password}"',
+        "wallet": f'"{WALLET}"',
+    } | keys  # fmt: skip
+    lines = ["[database]", f'dsn = "{dsn}"', "[payouts.coins.LTC]"] + [f"{k} = {v}" for k, v in coin.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ def test_the_example_payouts_section_loads() -> None:
         ({"fee_percent": 120}, "payouts.coins.LTC.fee_percent", "0..100"),
         ({"minimum": 0.000000001}, "payouts.coins.LTC.minimum", "more than 8 decimals"),
         ({"minimum": 0}, "payouts.coins.LTC.minimum", "more than 0"),
-        ({"mode": "pool", "scheme": "solo"}, "payouts.coins.LTC.scheme", "mode = \"solo\""),
+        ({"mode": "pool", "scheme": "solo"}, "payouts.coins.LTC.scheme", 'mode = "solo"'),
         ({"scheme": "prop"}, "payouts.coins.LTC.scheme", "one of"),
         ({"rpc_url": "ftp://x"}, "payouts.coins.LTC.rpc_url", "http"),
         ({"max_outputs": 5000}, "payouts.coins.LTC.max_outputs", "1..2500"),
