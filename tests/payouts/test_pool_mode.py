@@ -33,21 +33,23 @@ async def _market_and_shares(
     """The aggregator's LTC row and history as of `at`, and accepted shares (seconds after `at`,
     worker, difficulty) of upstream pool-a."""
     coin_id = await conn.fetchval(
-        "INSERT INTO coins (symbol, algorithm, name, difficulty, block_reward) VALUES ('LTC', 'scrypt', 'Litecoin', "
-        "$1, $2) ON CONFLICT (symbol, algorithm) DO UPDATE SET difficulty = excluded.difficulty RETURNING id",
+        "INSERT INTO coins (symbol, algorithm, name, difficulty, block_reward) "
+        "VALUES ('LTC', 'scrypt', 'Litecoin', $1, $2) "
+        "ON CONFLICT (symbol, algorithm) DO UPDATE SET difficulty = excluded.difficulty RETURNING id",
         D,
         REWARD,
     )
     await conn.execute(
-        "INSERT INTO coin_history (coin_id, ts, source, difficulty, block_reward) VALUES ($1, $2, 'litecoind', $3, $4)"
-        " ON CONFLICT DO NOTHING",
+        "INSERT INTO coin_history (coin_id, ts, source, difficulty, block_reward) "
+        "VALUES ($1, $2, 'litecoind', $3, $4) ON CONFLICT DO NOTHING",
         coin_id,
         at - timedelta(hours=1),
         D,
         REWARD,
     )
     await conn.executemany(
-        "INSERT INTO shares (ts, worker, upstream, job_id, difficulty, result) VALUES ($1, $2, 'pool-a', 'j', $3, 'accepted')",
+        "INSERT INTO shares (ts, worker, upstream, job_id, difficulty, result) "
+        "VALUES ($1, $2, 'pool-a', 'j', $3, 'accepted')",
         [(at + timedelta(seconds=s), worker, d) for s, worker, d in shares],
     )
 
@@ -81,8 +83,8 @@ async def test_a_pool_payment_is_split_by_pplns_once_and_paid(
         # then 41.072 of alice's 100; carol's share is older than the window. One share after the
         # payment was earned does not count either.
         await _market_and_shares(conn, earned_at - timedelta(minutes=10), [
-            (0, "carol.r1", 30.0), (60, "alice.r1+night", 100.0), (120, "bob.r9", 50.0), (180, "alice.r2", 40.0),
-            (900, "carol.r1", 500.0),
+            (0, "carol.r1", 30.0), (60, "alice.r1+night", 100.0), (120, "bob.r9", 50.0),
+            (180, "alice.r2", 40.0), (900, "carol.r1", 500.0),
         ])  # fmt: skip
     finally:
         await conn.close()
