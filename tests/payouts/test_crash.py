@@ -51,9 +51,9 @@ def _wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) 
 
 
 async def test_a_run_killed_between_sendmany_and_the_txid_pays_once(
-    pg_dsn: str, litecoin_pair: RegtestPair, tmp_path: Path
+    pg_dsn: str, payouts_pair: RegtestPair, tmp_path: Path
 ) -> None:
-    pair = litecoin_pair
+    pair = payouts_pair
     wallet = receiver(pair)
     address = wallet.call("getnewaddress")
     conn = await asyncpg.connect(pg_dsn)

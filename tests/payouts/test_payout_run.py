@@ -34,9 +34,9 @@ async def _run(pool: asyncpg.Pool, pair: RegtestPair, **overrides: object):  # t
 
 
 async def test_a_block_is_immature_then_paid_to_its_finder_and_the_wallet_sees_it(
-    pool: asyncpg.Pool, litecoin_pair: RegtestPair
+    pool: asyncpg.Pool, payouts_pair: RegtestPair
 ) -> None:
-    pair = litecoin_pair
+    pair = payouts_pair
     wallet = receiver(pair)
     alice = wallet.call("getnewaddress")  # mines as ADDRESS.RIG
     bob = wallet.call("getnewaddress")  # registered: mines as bob.rig
@@ -100,9 +100,9 @@ async def test_a_block_is_immature_then_paid_to_its_finder_and_the_wallet_sees_i
 
 
 async def test_a_block_that_leaves_the_main_chain_is_reversed(
-    pool: asyncpg.Pool, litecoin_pair: RegtestPair
+    pool: asyncpg.Pool, payouts_pair: RegtestPair
 ) -> None:
-    pair = litecoin_pair
+    pair = payouts_pair
     address = receiver(pair).call("getnewaddress")
     (stale,) = await asyncio.to_thread(pair.generate, 1)
     async with pool.acquire() as conn:
@@ -159,9 +159,9 @@ async def test_the_ledger_refuses_edits_and_unbalanced_txns(pool: asyncpg.Pool) 
 
 
 async def test_big_payouts_wait_for_approval_and_refused_sends_give_the_balance_back(
-    pool: asyncpg.Pool, litecoin_pair: RegtestPair
+    pool: asyncpg.Pool, payouts_pair: RegtestPair
 ) -> None:
-    pair = litecoin_pair
+    pair = payouts_pair
     wallet = receiver(pair)
     small, big = wallet.call("getnewaddress"), wallet.call("getnewaddress")
     async with pool.acquire() as conn:

@@ -68,9 +68,9 @@ def _cli(config: Path, *args: str) -> dict[str, object]:
 
 
 async def test_a_pool_payment_is_split_by_pplns_once_and_paid(
-    pg_dsn: str, litecoin_pair: RegtestPair, tmp_path: Path
+    pg_dsn: str, payouts_pair: RegtestPair, tmp_path: Path
 ) -> None:
-    pair = litecoin_pair
+    pair = payouts_pair
     wallet = receiver(pair)
     earned_at = datetime(2026, 11, 1, 12, tzinfo=UTC)
     conn = await asyncpg.connect(pg_dsn)
