@@ -18,7 +18,7 @@ OPEN_STATUSES = ("awaiting_approval", "pending")
 
 async def post(conn: asyncpg.Connection, entries: Sequence[Entry]) -> int:
     """Append `entries` (whole txns; zero amounts left out); rows of a txn already posted are kept
-    as they were. Answers how many rows went in. The database checks each txn balances at commit."""
+    as they were. Answers how many rows went in. The database refuses a txn that does not balance."""
     rows = [e for e in entries if e[4] != 0]
     if not rows:
         return 0
