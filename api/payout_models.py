@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.models import IN_PATH, MAX_LIMIT, Answer, Params, Symbol
+from api.models import IN_PATH, MAX_LIMIT, Answer, Params, Symbol, Text, Timestamp
 from payouts.accounts import NAME_PATTERN
 
 ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -57,6 +57,14 @@ class AccountCreate(_Body):
     email: str | None = Field(None, pattern=EMAIL_PATTERN)
 
 
+class PoolPaymentCreate(_Body):
+    coin: Symbol
+    pool: Text = Field(description="the upstream's name: its shares form the PPLNS window")
+    amount: str = Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,8})?$", description="coin units, e.g. 0.5")
+    earned_at: Timestamp = Field(description="what was paid was earned up to this time")
+    reference: Text = Field(description="the pool's txid or another unique reference: recorded once")
+
+
 class FeeSet(_Body):
     fee_percent: float = Field(ge=0, le=100)
 
@@ -104,6 +112,17 @@ class AdminPayoutItem(PayoutItem):
 class AdminPayoutPage(Answer):
     items: list[AdminPayoutItem]
     next: str | None
+
+
+class PoolPayment(Answer):
+    id: int
+    coin: str
+    pool: str
+    amount: Amount
+    earned_at: datetime
+    reference: str
+    created_at: datetime
+    split: bool = Field(description="credited to the accounts yet (the next payout run splits it)")
 
 
 class Fee(Answer):

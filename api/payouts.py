@@ -18,7 +18,7 @@ from mining.coins import COINS, Coin
 from mining.coins import coin as coin_by_symbol
 from payouts import db
 from payouts.accounts import address_problem, is_address, name_problem, new_token
-from payouts.config import to_coins
+from payouts.config import to_coins, to_units
 
 
 def _chains(request: web.Request) -> list[Coin]:
@@ -177,6 +177,48 @@ async def approve_payout(request: web.Request, p: m.PayoutParams) -> web.Respons
     if row["status"] == "failed":
         raise Problem(409, "Conflict", f"payout {p.id} failed: nothing to approve", kind="conflict")
     return _json(_item(row, account=True))
+
+
+@route(
+    "POST",
+    "/v1/pool-payments",
+    "Record what an upstream pool paid (pool mode, admin); the next payout run splits it by the "
+    "coin's scheme. A reference is recorded once (409 after)",
+    answer=m.PoolPayment,
+    status=201,
+    errors=(409, 413, 503),
+    write=True,
+)
+async def record_pool_payment(request: web.Request, p: NoParams, body: m.PoolPaymentCreate) -> web.Response:
+    amount = to_units(body.amount)
+    if amount <= 0:
+        raise invalid("amount", "must be more than 0")
+    async with request.app[POOL].acquire() as conn:
+        payment_id = await db.add_pool_payment(
+            conn, body.coin, body.pool, amount, body.earned_at, body.reference
+        )
+        if payment_id is None:
+            existing = await db.pool_payment_by_reference(conn, body.coin, body.reference)
+            assert existing is not None
+            raise Problem(
+                409,
+                "Conflict",
+                f"{body.coin} payment {body.reference!r} was recorded before: pool payment {existing['id']}",
+                kind="conflict",
+            )
+        row = await db.pool_payment(conn, payment_id)
+    assert row is not None
+    answer = {
+        "id": row["id"],
+        "coin": row["coin"],
+        "pool": row["pool"],
+        "amount": to_coins(row["amount"]),
+        "earned_at": row["earned_at"],
+        "reference": row["reference"],
+        "created_at": row["created_at"],
+        "split": row["split"],
+    }
+    return _json(answer, status=201)
 
 
 @route("GET", "/v1/fees", "The operator's fee per coin, as set here", answer=m.FeeList, errors=(503,))

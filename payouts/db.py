@@ -266,6 +266,33 @@ async def pool_payment_by_reference(
     return row
 
 
+async def unsplit_pool_payments(conn: asyncpg.Connection, coin: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """
+            SELECT p.id, p.pool, p.amount, p.earned_at FROM pool_payments p
+            WHERE p.coin = $1 AND NOT EXISTS (
+                SELECT 1 FROM ledger_entries l WHERE l.coin = $1 AND l.txn = 'poolpay:' || p.id)
+            ORDER BY p.id
+            """,
+            coin,
+        )
+    )
+
+
+async def pool_payment(conn: asyncpg.Connection, payment_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        SELECT p.id, p.coin, p.pool, p.amount, p.earned_at, p.reference, p.created_at,
+               EXISTS (SELECT 1 FROM ledger_entries l WHERE l.coin = p.coin AND l.txn = 'poolpay:' || p.id)
+               AS split
+        FROM pool_payments p WHERE p.id = $1
+        """,
+        payment_id,
+    )
+    return row
+
+
 # --- fees ----------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ class SettleReport:
     matured: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
     pps_periods: int = 0
+    pool_payments: int = 0
     waiting: list[str] = field(default_factory=list)
     """Why something could not be credited yet (no network data for a period, ...)."""
 
@@ -151,9 +152,9 @@ async def record_pool_payment(
     earned_at: datetime,
     reference: str,
 ) -> tuple[int, Split | None]:
-    """Pool mode: what upstream `pool` paid, split by PPLNS over the window ending at `earned_at`
-    (PPS/FPPS: the shares were paid already; the payment is the pool's). Idempotent on
-    `reference`: answers the payment's id and the split, None when it was recorded before."""
+    """Pool mode: record what upstream `pool` paid and split it (`split_pool_payment`), in one
+    transaction. Idempotent on `reference`: answers the payment's id and the split, None when it
+    was recorded before."""
     if amount <= 0:
         raise ValueError("amount must be positive")
     async with conn.transaction():
@@ -162,21 +163,54 @@ async def record_pool_payment(
             existing = await db.pool_payment_by_reference(conn, coin, reference)
             assert existing is not None
             return int(existing["id"]), None
-        if config.scheme == "pplns":
-            network = await db.network_at(conn, coin, earned_at)
-            if network is None:
-                raise LookupError(
-                    f"no network difficulty for {coin} at {earned_at.isoformat()}: run the aggregator first"
-                )
-            upstreams = config.upstreams or [pool]
-            window = await pplns_window(conn, config, upstreams, earned_at, network[0])
-            split = schemes.pplns(
-                window, amount, network[0], await fee_of(conn, coin, config), config.pplns_factor
-            )
-        else:
-            split = Split(amount, {}, 0, amount)
-        await db.post(conn, split_entries(coin, f"poolpay:{payment_id}", split, "balance"))
+        split = await split_pool_payment(conn, coin, config, payment_id, pool, amount, earned_at)
     return payment_id, split
+
+
+async def split_pool_payment(
+    conn: asyncpg.Connection,
+    coin: str,
+    config: CoinPayouts,
+    payment_id: int,
+    pool: str,
+    amount: int,
+    earned_at: datetime,
+) -> Split:
+    """A recorded pool payment into the ledger: under PPLNS split over the window of `pool`'s
+    shares (or `upstreams`') that ends at `earned_at`; under PPS/FPPS the shares were paid already,
+    so the payment is the pool's. LookupError when PPLNS has no network difficulty for then."""
+    if config.scheme == "pplns":
+        network = await db.network_at(conn, coin, earned_at)
+        if network is None:
+            raise LookupError(
+                f"no network difficulty for {coin} at {earned_at.isoformat()}: run the aggregator first"
+            )
+        upstreams = config.upstreams or [pool]
+        window = await pplns_window(conn, config, upstreams, earned_at, network[0])
+        fee = await fee_of(conn, coin, config)
+        split = schemes.pplns(window, amount, network[0], fee, config.pplns_factor)
+    else:
+        split = Split(amount, {}, 0, amount)
+    await db.post(conn, split_entries(coin, f"poolpay:{payment_id}", split, "balance"))
+    return split
+
+
+async def settle_pool_payments(
+    conn: asyncpg.Connection, coin: str, config: CoinPayouts, report: SettleReport | None = None
+) -> SettleReport:
+    """Split the pool payments recorded without being split (through the API)."""
+    report = report or SettleReport()
+    for row in await db.unsplit_pool_payments(conn, coin):
+        try:
+            async with conn.transaction():
+                await split_pool_payment(
+                    conn, coin, config, row["id"], row["pool"], row["amount"], row["earned_at"]
+                )
+        except LookupError as exc:
+            report.waiting.append(f"pool payment {row['id']}: {exc}")
+            continue
+        report.pool_payments += 1
+    return report
 
 
 async def fpps_tx_fees(conn: asyncpg.Connection, coin: str, config: CoinPayouts) -> int:

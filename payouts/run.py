@@ -57,6 +57,7 @@ class RunReport:
             "blocks_matured": len(self.settled.matured),
             "blocks_orphaned": len(self.settled.orphaned),
             "pps_periods": self.settled.pps_periods,
+            "pool_payments": self.settled.pool_payments,
             "waiting": self.settled.waiting,
             "payouts_created": self.created,
             "awaiting_approval": self.awaiting_approval,
@@ -90,6 +91,8 @@ async def run_payouts(
             await _confirm(conn, symbol, config, wallet, report)
             if config.mode == "solo":
                 await ledger.settle_blocks(conn, symbol, config, wallet, report.settled)
+            else:
+                await ledger.settle_pool_payments(conn, symbol, config, report.settled)
             await ledger.credit_pps(conn, symbol, config, now, report.settled)
             await _create(conn, symbol, config, report)
             if send:

@@ -43,6 +43,8 @@ def _validator(path: str, method: str, status: int, content_type: str) -> jsonsc
 
 
 LTC_ADDRESS = "LKh8pxsZwbSEz9PUbMUx1NX26eWsPprcsz"  # a mainnet address from the shared vectors
+POOL_PAYMENT = {"coin": "LTC", "pool": "p", "amount": "0.5", "earned_at": "2026-12-01T00:00:00Z",
+                "reference": "r"}
 # (method, URL, documented path, status); the body where a write needs one.
 EXCHANGES: list[tuple[str, str, str, int, Any]] = [
     ("GET", "/healthz", "/healthz", 200, None),
@@ -89,6 +91,8 @@ EXCHANGES: list[tuple[str, str, str, int, Any]] = [
     ("POST", "/v1/payouts/999999/approve", "/v1/payouts/{id}/approve", 404, None),
     ("PUT", "/v1/fees/LTC", "/v1/fees/{coin}", 200, {"fee_percent": 1.5}),
     ("GET", "/v1/fees", "/v1/fees", 200, None),
+    ("POST", "/v1/pool-payments", "/v1/pool-payments", 201, POOL_PAYMENT),
+    ("POST", "/v1/pool-payments", "/v1/pool-payments", 409, POOL_PAYMENT),
 ]
 
 

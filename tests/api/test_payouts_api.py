@@ -156,3 +156,28 @@ async def test_regtest_addresses_are_accounts_on_a_regtest_api(
     assert response.status == 201, await response.text()
     mainnet = await client.post("/v1/accounts", json={"name": "gina", "payout_addresses": {"LTC": ADDRESS}})
     assert mainnet.status == 400 and "litecoin regtest" in (await mainnet.json())["detail"]
+
+
+async def test_a_pool_payment_is_recorded_once_for_the_next_run_to_split(
+    pg_dsn: str, make_client: ClientFactory
+) -> None:
+    client = await make_client(pg_dsn)
+    body = {
+        "coin": "ltc",
+        "pool": "pool-a",
+        "amount": "0.5",
+        "earned_at": "2026-12-01T10:00:00Z",
+        "reference": "tx9",
+    }
+    assert (await client.post("/v1/pool-payments", json=body)).status == 401
+    response = await client.post("/v1/pool-payments", json=body, headers=AUTH)
+    assert response.status == 201, await response.text()
+    recorded = await response.json()
+    assert (recorded["coin"], recorded["amount"], recorded["split"]) == ("LTC", "0.50000000", False)
+    again = await client.post("/v1/pool-payments", json=body, headers=AUTH)
+    assert again.status == 409 and f"pool payment {recorded['id']}" in (await again.json())["detail"]
+    for field, value in (("amount", "0.123456789"), ("amount", "0"), ("earned_at", "yesterday")):
+        bad = await client.post(
+            "/v1/pool-payments", json={**body, field: value, "reference": "x"}, headers=AUTH
+        )
+        assert bad.status == 400 and (await bad.json())["invalid-params"][0]["name"] == field

@@ -159,3 +159,30 @@ async def test_pps_credits_each_ended_period_once_at_expected_value(pg_empty_dsn
         ) + int(per_unit * 4 * Fraction(98, 100))
     finally:
         await conn.close()
+
+
+async def test_a_pool_payment_recorded_through_the_api_is_split_by_the_next_run(pg_empty_dsn: str) -> None:
+    from qscrypt.db.migrate import migrate
+
+    await migrate(pg_empty_dsn)
+    at = datetime(2026, 11, 3, 8, tzinfo=UTC)
+    conn = await asyncpg.connect(pg_empty_dsn)
+    try:
+        await _market_and_shares(conn, at, [(10, "dave.r1", 100.0), (20, "erin.r1", 31.072)])
+        config = CoinPayouts(mode="pool", scheme="pplns", network="regtest", fee_percent=0.0)
+        # Recorded as POST /v1/pool-payments records it: the row only.
+        await db.add_pool_payment(conn, "LTC", "pool-a", 1_000_000, at + timedelta(minutes=1), "api-1")
+        await db.add_pool_payment(conn, "LTC", "pool-a", 5_000, at - timedelta(days=30), "too-early")
+        report = await ledger.settle_pool_payments(conn, "LTC", config)
+        expected = schemes.pplns(
+            [schemes.Share("dave", 100.0), schemes.Share("erin", 31.072)], 1_000_000, D, Fraction(0)
+        )
+        assert report.pool_payments == 2 and not report.waiting
+        # No shares before the early one: its window is empty and the pool keeps it.
+        assert await balance(conn, POOL_ACCOUNT, "remainder") == 5_000 + expected.remainder
+        assert await balance(conn, "dave", "balance") == expected.credits["dave"]
+        assert await balance(conn, "erin", "balance") == expected.credits["erin"]
+        again = await ledger.settle_pool_payments(conn, "LTC", config)
+        assert again.pool_payments == 0 and await balance(conn, "dave", "balance") == expected.credits["dave"]
+    finally:
+        await conn.close()
