@@ -33,6 +33,9 @@ PAUSE_ENV = "QSCRYPT_PAYOUTS_PAUSE_AFTER_SEND"
 """Seconds to sleep between `sendmany` answering and the txid being recorded, after printing
 `payouts.sent_unrecorded` to stderr: the crash test kills the run there."""
 _LIST_PAGE = 1000
+RESEND_AFTER_S = 300.0
+"""A batch left "sending" that the wallet has no transaction for is sent again only this long after
+it was written: a sendmany the dead run had on the wire may still be reaching the daemon."""
 log = structlog.get_logger("payouts")
 
 
@@ -49,6 +52,7 @@ class RunReport:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Accounts due that cannot be paid (no payout address for the coin), with why."""
+    waiting: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -58,7 +62,7 @@ class RunReport:
             "blocks_orphaned": len(self.settled.orphaned),
             "pps_periods": self.settled.pps_periods,
             "pool_payments": self.settled.pool_payments,
-            "waiting": self.settled.waiting,
+            "waiting": self.settled.waiting + self.waiting,
             "payouts_created": self.created,
             "awaiting_approval": self.awaiting_approval,
             "recovered": self.recovered,
@@ -96,7 +100,7 @@ async def run_payouts(
             await ledger.credit_pps(conn, symbol, config, now, report.settled)
             await _create(conn, symbol, config, report)
             if send:
-                await _send(conn, symbol, config, wallet, report)
+                await _send(conn, symbol, config, wallet, report, now)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext('qscrypt_payouts:' || $1))", symbol)
     return report
@@ -189,10 +193,17 @@ async def _create(conn: asyncpg.Connection, symbol: str, config: CoinPayouts, re
 
 
 async def _send(
-    conn: asyncpg.Connection, symbol: str, config: CoinPayouts, wallet: Rpc, report: RunReport
+    conn: asyncpg.Connection, symbol: str, config: CoinPayouts, wallet: Rpc, report: RunReport, now: datetime
 ) -> None:
-    # Batches a dead run wrote but the wallet never got go first, as they were.
+    # Batches a dead run wrote but the wallet never got go first, as they were, once they are old
+    # enough that a sendmany still in flight when that run died has surely reached the wallet.
     for batch in await db.batches(conn, symbol, "sending"):
+        age = (now - batch["created_at"]).total_seconds()
+        if age < RESEND_AFTER_S:
+            report.waiting.append(
+                f"batch {batch['id']} is not in the wallet; sent again after {RESEND_AFTER_S:.0f} s"
+            )
+            continue
         await _send_batch(conn, symbol, config, wallet, batch["id"], batch["comment"], report)
     while True:
         async with conn.transaction():

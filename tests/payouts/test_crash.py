@@ -9,16 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from payouts import db
 from payouts.accounts import POOL_ACCOUNT
-from payouts.run import PAUSE_ENV
+from payouts.run import PAUSE_ENV, RESEND_AFTER_S, run_payouts
 from qscrypt.devnet.litecoind import RegtestPair
-from tests.payouts.support import received, receiver, toml
+from qscrypt.jsonrpc import JsonRpcClient, RpcTransportError
+from tests.payouts.support import coin_config, received, receiver, toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,47 @@ async def test_a_run_killed_between_sendmany_and_the_txid_pays_once(
         assert [(r["status"], r["txid"]) for r in rows] == [("sent", txid)]
     finally:
         await conn.close()
+
+
+class _LostSend:
+    """The wallet, except that sendmany never reaches it: the connection fails first."""
+
+    def __init__(self, wallet: JsonRpcClient) -> None:
+        self.wallet = wallet
+
+    async def acall(self, method: str, *params: object, timeout_s: float | None = None) -> object:
+        if method == "sendmany":
+            raise RpcTransportError("sendmany: connection reset")
+        return await self.wallet.acall(method, *params, timeout_s=timeout_s)
+
+
+async def test_a_batch_the_wallet_never_got_is_sent_again_once_and_only_after_a_grace(
+    pg_dsn: str, payouts_pair: RegtestPair
+) -> None:
+    pair = payouts_pair
+    wallet = receiver(pair)
+    address = wallet.call("getnewaddress")
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    config = coin_config(pair)
+    rpc = pair.wallet
+    try:
+        async with pool.acquire() as conn:
+            await db.post(conn, [("LTC", "t:lost", address, "balance", 2_000_000),
+                                 ("LTC", "t:lost", POOL_ACCOUNT, "income", -2_000_000)])  # fmt: skip
+        now = datetime.now(UTC)
+        with pytest.raises(RpcTransportError):
+            await run_payouts(pool, "LTC", config, _LostSend(rpc), now)
+        # Soon after: not in the wallet, but a send may still be on its way: wait.
+        soon = await run_payouts(pool, "LTC", config, rpc, now + timedelta(seconds=5))
+        assert not soon.sent and soon.waiting and "sent again after" in soon.waiting[0]
+        later = await run_payouts(pool, "LTC", config, rpc, now + timedelta(seconds=RESEND_AFTER_S + 1))
+        assert len(later.sent) == 1
+        again = await run_payouts(pool, "LTC", config, rpc, now + timedelta(seconds=RESEND_AFTER_S + 2))
+        assert not again.sent and not again.waiting
+    finally:
+        await rpc.close()
+        await pool.close()
+    await asyncio.to_thread(pair.sync_mempools, later.sent)
+    assert [(t["txid"], Decimal(str(t["amount"]))) for t in received(wallet, address)] == [
+        (later.sent[0], Decimal("0.02"))
+    ]
