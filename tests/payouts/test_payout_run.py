@@ -13,6 +13,7 @@ from payouts import db
 from payouts.accounts import POOL_ACCOUNT
 from payouts.config import to_units
 from payouts.run import run_payouts
+from qscrypt.db.migrate import migrate
 from qscrypt.devnet.litecoind import RegtestPair
 from tests.payouts.support import balance, coin_config, received, receiver, record_block
 
@@ -204,3 +205,30 @@ async def test_big_payouts_wait_for_approval_and_refused_sends_give_the_balance_
         (row,) = await db.payouts_page(conn, poor, None, None, 10)
         assert row["status"] == "failed"
         assert await balance(conn, poor, "balance") == huge and await balance(conn, poor, "paid") == 0
+
+
+async def test_with_tx_fee_miners_the_fee_comes_out_of_the_outputs(
+    pg_empty_dsn: str, payouts_pair: RegtestPair
+) -> None:
+    await migrate(pg_empty_dsn)  # a database of its own: this module's owes more than the wallet has
+    pool = await asyncpg.create_pool(pg_empty_dsn, min_size=1, max_size=2)
+    try:
+        await _pays_the_fee_from_the_outputs(pool, payouts_pair)
+    finally:
+        await pool.close()
+
+
+async def _pays_the_fee_from_the_outputs(pool: asyncpg.Pool, pair: RegtestPair) -> None:
+    wallet = receiver(pair)
+    address = wallet.call("getnewaddress")
+    async with pool.acquire() as conn:
+        await db.post(conn, [("LTC", "t:fee", address, "balance", 1_000_000),
+                             ("LTC", "t:fee", POOL_ACCOUNT, "income", -1_000_000)])  # fmt: skip
+    report = await _run(pool, pair, tx_fee="miners")
+    (txid,) = report.sent
+    async with pool.acquire() as conn:
+        tx_fee = await conn.fetchval("SELECT tx_fee FROM payout_batches WHERE txid = $1", txid)
+    assert tx_fee > 0
+    await asyncio.to_thread(pair.sync_mempools, [txid])
+    (got,) = received(wallet, address)
+    assert Decimal(str(got["amount"])) == Decimal(1_000_000 - tx_fee) / 10**8

@@ -186,3 +186,28 @@ async def test_a_pool_payment_recorded_through_the_api_is_split_by_the_next_run(
         assert again.pool_payments == 0 and await balance(conn, "dave", "balance") == expected.credits["dave"]
     finally:
         await conn.close()
+
+
+async def test_fpps_adds_the_recent_average_of_transaction_fees(pg_empty_dsn: str) -> None:
+    from qscrypt.db.migrate import migrate
+
+    await migrate(pg_empty_dsn)
+    hour = datetime(2026, 11, 4, 8, tzinfo=UTC)
+    conn = await asyncpg.connect(pg_empty_dsn)
+    try:
+        await _market_and_shares(conn, hour, [(10, "dave.r1", 1.0)])
+        # Regtest halves every 150 blocks: 25 LTC at 160, 12.5 at 310. Coinbase values carry fees.
+        await conn.executemany(
+            "INSERT INTO blocks (coin, height, hash, reward, status, found_at) "
+            "VALUES ('LTC', $1, $2, $3, 'accepted', $4)",
+            [(160, "aa" * 32, Decimal("25.0003"), hour), (310, "bb" * 32, Decimal("12.5001"), hour)],
+        )
+        config = CoinPayouts(mode="pool", scheme="fpps", network="regtest", fee_percent=0.0)
+        assert await ledger.fpps_tx_fees(conn, "LTC", config) == 20_000  # (30,000 + 10,000) / 2
+        report = await ledger.credit_pps(conn, "LTC", config, hour + timedelta(hours=2))
+        assert report.pps_periods == 1
+        # (12.5 LTC + 20,000 litoshis) x 1 / (0.001 x 65536)
+        expected = Fraction(1_250_000_000 + 20_000) / (Fraction(D) * 65536)
+        assert await balance(conn, "dave", "balance") == int(expected)
+    finally:
+        await conn.close()
