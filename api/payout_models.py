@@ -14,6 +14,9 @@ ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 CURSOR_PATTERN = r"^[1-9][0-9]{0,18}$"
 EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}$"
 ADDRESS_PATTERN = r"^[A-Za-z0-9]{1,128}$"
+_FRACTION_NOT_ZERO = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{7 - k}}}" for k in range(8))
+POSITIVE_AMOUNT_PATTERN = rf"^(0{{0,9}}[1-9][0-9]{{0,9}}(\.[0-9]{{1,8}})?|0{{1,10}}\.({_FRACTION_NOT_ZERO}))$"
+"""A positive amount in coin units with at most 8 decimals: "0.5", "12", "0.00000001"."""
 PayoutStatus = Literal["awaiting_approval", "pending", "sent", "confirmed", "failed"]
 Amount = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{8}$", description="coin units, 8 decimals")]
 
@@ -60,7 +63,7 @@ class AccountCreate(_Body):
 class PoolPaymentCreate(_Body):
     coin: Symbol
     pool: Text = Field(description="the upstream's name: its shares form the PPLNS window")
-    amount: str = Field(pattern=r"^[0-9]{1,10}(\.[0-9]{1,8})?$", description="coin units, e.g. 0.5")
+    amount: str = Field(pattern=POSITIVE_AMOUNT_PATTERN, description="coin units, more than 0, e.g. 0.5")
     earned_at: Timestamp = Field(description="what was paid was earned up to this time")
     reference: Text = Field(description="the pool's txid or another unique reference: recorded once")
 

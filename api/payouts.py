@@ -213,7 +213,8 @@ async def record_pool_payment(request: web.Request, p: NoParams, body: m.PoolPay
         "coin": row["coin"],
         "pool": row["pool"],
         "amount": to_coins(row["amount"]),
-        "earned_at": row["earned_at"],
+        # As given: PostgreSQL keeps the instant, but asyncpg reads year 1 back without its zone.
+        "earned_at": body.earned_at,
         "reference": row["reference"],
         "created_at": row["created_at"],
         "split": row["split"],
