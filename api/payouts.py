@@ -222,11 +222,14 @@ async def record_pool_payment(request: web.Request, p: NoParams, body: m.PoolPay
     return _json(answer, status=201)
 
 
-@route("GET", "/v1/fees", "The operator's fee per coin, as set here", answer=m.FeeList, errors=(503,))
+@route(
+    "GET", "/v1/fees", "The operator's fee per coin, as set here", answer=m.FeeList, errors=(503,), etag=True
+)
 async def list_fees(request: web.Request, p: NoParams) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await db.fees(conn)
-    return _json({"items": [_fee(r) for r in rows]})
+    body = {"items": [_fee(r) for r in rows]}
+    return _conditional(request, _etag(body), lambda: body)
 
 
 @route(

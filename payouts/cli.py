@@ -79,9 +79,19 @@ async def _run(config: PayoutsConfig, args: argparse.Namespace) -> int:
     if not symbols:
         raise ConfigError("payouts.coins", "no coin configured: add a [payouts.coins.SYMBOL] table")
     coins = {s: config.coin(s) for s in symbols}
+    if not args.no_send:
+        for symbol, coin in coins.items():
+            if not coin.rpc_url:
+                raise ConfigError(
+                    f"payouts.coins.{symbol}.rpc_url", "is required to pay (the daemon whose wallet sends)"
+                )
     every = config.every_s if args.every is None else args.every
     log = get_logger()
-    pool = await asyncpg.create_pool(await _dsn(args), min_size=1, max_size=2)
+    try:
+        pool = await asyncpg.create_pool(await _dsn(args), min_size=1, max_size=2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"qscrypt: the database is unreachable: {exc}", file=sys.stderr)
+        return 1
     failed = False
     try:
         with stop_on_signals() as stop:
@@ -125,7 +135,11 @@ async def _import(config: PayoutsConfig, args: argparse.Namespace) -> int:
     if earned_at.tzinfo is None or amount <= 0:
         print("qscrypt: --earned-at needs a time zone and --amount must be positive", file=sys.stderr)
         return 2
-    conn = await asyncpg.connect(await _dsn(args))
+    try:
+        conn = await asyncpg.connect(await _dsn(args))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"qscrypt: the database is unreachable: {exc}", file=sys.stderr)
+        return 1
     try:
         payment_id, split = await record_pool_payment(
             conn, symbol, coin, args.pool, amount, earned_at, args.reference

@@ -141,8 +141,10 @@ async def test_the_operator_fee_is_set_per_coin(pg_dsn: str, make_client: Client
     assert response.status == 200 and (await response.json())["fee_percent"] == 2.5
     bad = await client.put("/v1/fees/LTC", json={"fee_percent": 101}, headers=AUTH)
     assert bad.status == 400 and (await bad.json())["invalid-params"][0]["name"] == "fee_percent"
-    listed = await (await client.get("/v1/fees")).json()
+    response = await client.get("/v1/fees")
+    listed = await response.json()
     assert [(f["coin"], f["fee_percent"]) for f in listed["items"]] == [("LTC", 2.5)]
+    assert (await client.get("/v1/fees", headers={"If-None-Match": response.headers["ETag"]})).status == 304
 
 
 async def test_regtest_addresses_are_accounts_on_a_regtest_api(

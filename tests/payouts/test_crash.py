@@ -152,3 +152,21 @@ async def test_a_batch_the_wallet_never_got_is_sent_again_once_and_only_after_a_
     assert [(t["txid"], Decimal(str(t["amount"]))) for t in received(wallet, address)] == [
         (later.sent[0], Decimal("0.02"))
     ]
+
+
+async def test_on_a_schedule_the_run_repeats_until_told_to_stop(
+    pg_dsn: str, payouts_pair: RegtestPair, tmp_path: Path
+) -> None:
+    config = tmp_path / "payouts.toml"
+    config.write_text(toml(payouts_pair, pg_dsn))
+    scheduled = _payouts(config, "--every", "0.5")
+    assert scheduled.stdout is not None
+
+    def summaries(count: int) -> list[dict[str, object]]:
+        assert scheduled.stdout is not None
+        return [json.loads(scheduled.stdout.readline()) for _ in range(count)]
+
+    runs = await asyncio.to_thread(summaries, 3)
+    assert [r["coin"] for r in runs] == ["LTC"] * 3
+    scheduled.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(scheduled.wait, 30) == 0
