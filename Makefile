@@ -5,20 +5,26 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# gcc, libssl-dev and python3.11-dev build mining/_sha256d.c (setup.py).
+# gcc, libssl-dev and python3.11-dev build mining/_hashes.c and mining/_scrypt.c (setup.py).
 DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-icd-libopencl1 openjdk-17-jre-headless maven openssl
+# qemu-user runs the scrypt tests as CPUs without AVX-512 or AVX2 (tests/mining/test_scrypt.py).
+DEBIAN_PACKAGES += qemu-user
 # The third-party peers the tests run (../shared/peers): cpuminer and BFGMiner are built from source,
 # the foundation-v2-litecoin pool with node-gyp; Debian's nodejs and npm only where no node and npm
 # are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).
 PEERS_SRC ?= ../shared/peers
 DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
+# promtool (from prometheus) checks and unit-tests deploy/prometheus/ in tests/deploy.
+DEBIAN_PACKAGES += prometheus
+# Dogecoin Core (merged-mining tests), built without wallet or GUI.
+DEBIAN_PACKAGES += build-essential autotools-dev bsdmainutils libevent-dev libboost-system-dev libboost-filesystem-dev libboost-chrono-dev libboost-program-options-dev libboost-test-dev libboost-thread-dev
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py mining/_sha256d.c | system-deps
+$(STAMP): pyproject.toml setup.py mining/_hashes.c mining/_scrypt.c mining/_scrypt.h | system-deps
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -47,10 +53,10 @@ run: system-deps $(STAMP)
 test: system-deps $(STAMP) kafka-jars peers
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# cpuminer, BFGMiner and the foundation-v2-litecoin pool, built once into ~/.cache/qscrypt-peers
+# cpuminer, BFGMiner, the foundation-v2-litecoin pool and Dogecoin Core, built once into ~/.cache/qscrypt-peers
 # (idempotent). A failed build does not stop here: the tests that need the peer fail with the reason.
 peers: system-deps
-	-@for script in build-cpuminer.sh build-bfgminer.sh build-foundation-pool.sh; do \
+	-@for script in build-cpuminer.sh build-bfgminer.sh build-foundation-pool.sh build-dogecoind.sh; do \
 	  bash $(PEERS_SRC)/$$script >/dev/null || echo "$$script failed: the tests that use it will say why"; \
 	done
 

@@ -6,7 +6,7 @@ Dogecoin. `qscrypt.settings.load_section` maps the section onto these classes un
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from aggregator.model import normalize_algorithm
@@ -169,6 +169,11 @@ class AggregatorConfig:
     outlier_band: float = 0.25
     """A source's value further than this fraction from the median of all sources is rejected
     (and logged) as an outlier. With only two sources that disagree by more, neither is used."""
+    solo_merged: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Coins solo mining on a coin's own daemon earns besides it by merged mining, by the coin:
+    {"LTC": ["DOGE"]} when the proxy's solo LTC upstream has a DOGE `[[proxy.upstreams.aux]]`.
+    `qscrypt run` fills it from the proxy's upstreams (proxy.config.ProxyConfig.solo_earnings),
+    so the solo rows count what the proxy earns; like a merged pool's, they sum over the coins."""
     interval_s: float = 300.0
     """Period of `qscrypt aggregator --every` when no period is given on the command line."""
     user_agent: str = "qscrypt-aggregator/0.1"
@@ -186,6 +191,10 @@ class AggregatorConfig:
             for symbol in pool.coins:
                 if (symbol.upper(), normalize_algorithm(pool.algorithm)) not in tracked:
                     raise ValueError(f"pool {pool.name}: coin {symbol}/{pool.algorithm} is not among coins")
+        for main, merged in self.solo_merged.items():
+            for symbol in (main, *merged):
+                if symbol.upper() not in {s.upper() for s, _ in tracked}:
+                    raise ValueError(f"solo_merged: coin {symbol} is not among coins")
         if self.reference_hashrate_hs <= 0:
             raise ValueError("reference_hashrate_hs must be positive")
         if not 0 < self.outlier_band < 1:

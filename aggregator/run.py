@@ -97,12 +97,19 @@ def _economics(config: AggregatorConfig, rec: Reconciliation) -> dict[CoinId, Co
     return economics
 
 
+def solo_coins(config: AggregatorConfig, coin: CoinId) -> list[CoinId]:
+    """What solo mining `coin` on its daemon earns: the coin, and what the proxy merge-mines on it."""
+    merged = config.solo_merged.get(coin.symbol, ())
+    return [coin, *(CoinId.of(symbol, coin.algorithm) for symbol in merged)]
+
+
 def compute_profitability(config: AggregatorConfig, rec: Reconciliation) -> list[Profitability]:
     """Solo rows for every coin with fresh data, and a row for every pool whose main coin has it."""
     economics = _economics(config, rec)
     power = power_cost_per_day(config.reference_power_w, config.power_cost_usd_per_kwh)
     rows: list[Profitability | None] = [
-        profitability([coin], economics, hashrate_hs=config.reference_hashrate_hs, power_usd_per_day=power)
+        profitability(solo_coins(config, coin), economics, hashrate_hs=config.reference_hashrate_hs,
+                      power_usd_per_day=power)
         for coin in economics
     ]
     for pool in config.pools:

@@ -695,6 +695,98 @@ async def list_switch_events(request: web.Request, p: models.SwitchEventsParams)
     return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
+_READING_KEYS = tuple(models.AsicReading.model_fields)
+
+
+def _device_summary(row: asyncpg.Record) -> dict[str, Any]:
+    reading = row["reading"] or {}
+    return {
+        "name": row["name"], "host": row["host"], "port": row["port"], "model": row["model"],
+        "worker": row["worker"], "source": row["source"], "ok": row["ok"], "polled_at": row["polled_at"],
+        "error": row["error"], "hashrate_hs": reading.get("hashrate_hs") if row["ok"] else None,
+        "temp_max_c": reading.get("temp_max_c") if row["ok"] else None, "disagreement": row["disagreement"],
+    }
+
+
+def _device_json(row: asyncpg.Record) -> dict[str, Any]:
+    reading = None
+    if row["reading"] is not None:
+        # The poller's reading, as documented: keys it may add later are not part of the answer.
+        reading = {k: row["reading"].get(k) for k in _READING_KEYS if k != "read_at"}
+        reading["read_at"] = row["read_at"]
+        for key in ("fans_rpm", "chains", "pools", "problems"):
+            reading[key] = reading[key] or []
+        reading["chains"] = [{k: c.get(k) for k in models.AsicChain.model_fields} for c in reading["chains"]]
+        reading["pools"] = [{k: p.get(k) for k in models.AsicPool.model_fields} for p in reading["pools"]]
+    status = None
+    if row["polled_at"] is not None:
+        status = {"polled_at": row["polled_at"], "ok": row["ok"], "error": row["error"],
+                  "failures": row["failures"]}
+    comparison = None
+    if row["window_s"] is not None:
+        comparison = {"window_s": row["window_s"], "device_hashrate_hs": row["device_window_hs"],
+                      "proxy_hashrate_hs": row["proxy_hs"], "shares": row["window_shares"],
+                      "disagreement": row["disagreement"]}
+    return {
+        "name": row["name"], "host": row["host"], "port": row["port"], "model": row["model"],
+        "worker": row["worker"], "rate_unit": row["rate_unit"], "source": row["source"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"], "status": status,
+        "reading": reading, "comparison": comparison,
+    }
+
+
+def _config_device(name: str) -> Problem:
+    return Problem(409, "Conflict", f"device {name!r} is registered in the config file ([[fleet.devices]]): "
+                   "change or remove it there", kind="conflict")
+
+
+@route("GET", "/v1/devices", "ASICs polled over the cgminer API, with their last poll",
+       answer=models.DeviceList, errors=(503,))
+async def list_devices(request: web.Request, p: models.NoParams) -> web.Response:
+    return _json({"items": [_device_summary(r) for r in await db.devices(request.app[POOL])]})
+
+
+@route("GET", "/v1/devices/{name}", "One ASIC and its last reading", answer=models.Device, errors=(404, 503))
+async def get_device(request: web.Request, p: models.DeviceParams) -> web.Response:
+    row = await db.device(request.app[POOL], p.name)
+    if row is None:
+        raise not_found(f"no device {p.name!r}")
+    return _json(_device_json(row))
+
+
+@route(
+    "PUT",
+    "/v1/devices/{name}",
+    "Register an ASIC for polling, or replace one registered here",
+    answer=models.Device,
+    errors=(409, 413),
+    write=True,
+    created=True,
+)
+async def put_device(request: web.Request, p: models.DeviceParams, body: models.DeviceInput) -> web.Response:
+    pool = request.app[POOL]
+    created = await db.upsert_device(pool, p.name, body.host, body.port, body.model, body.worker,
+                                     body.rate_unit)
+    if created is None:
+        raise _config_device(p.name)
+    row = await db.device(pool, p.name)
+    assert row is not None
+    if created:
+        return _json(_device_json(row), status=201, headers={"Location": f"/v1/devices/{p.name}"})
+    return _json(_device_json(row))
+
+
+@route("DELETE", "/v1/devices/{name}", "Stop polling an ASIC registered here", status=204, errors=(404, 409),
+       write=True)
+async def delete_device(request: web.Request, p: models.DeviceParams) -> web.Response:
+    source = await db.delete_device(request.app[POOL], p.name)
+    if source is None:
+        raise not_found(f"no device {p.name!r}")
+    if source == "config":
+        raise _config_device(p.name)
+    return web.Response(status=204)
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI document of OPERATIONS."""

@@ -443,3 +443,50 @@ async def hardware_figures(conn: asyncpg.Pool, slug: str, algorithm: str) -> asy
         slug,
         algorithm,
     )
+
+
+# --- ASICs (written by the fleet poller, registered here or in its config) ------------------------
+
+_DEVICE_COLUMNS = """d.name, d.host, d.port, d.model, d.worker, d.rate_unit, d.source, d.created_at,
+       d.updated_at, r.polled_at, r.ok, r.error, r.failures, r.read_at, r.reading, r.window_s,
+       r.device_window_hs, r.proxy_hs, r.window_shares, r.disagreement"""
+
+
+async def devices(conn: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        f"""SELECT {_DEVICE_COLUMNS} FROM asic_devices d LEFT JOIN asic_readings r ON r.device = d.name
+            ORDER BY d.name"""))
+
+
+async def device(conn: asyncpg.Pool, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""SELECT {_DEVICE_COLUMNS} FROM asic_devices d LEFT JOIN asic_readings r ON r.device = d.name
+            WHERE d.name = $1""", name)
+
+
+async def device_source(conn: asyncpg.Pool, name: str) -> str | None:
+    return await conn.fetchval("SELECT source FROM asic_devices WHERE name = $1", name)  # type: ignore[no-any-return]
+
+
+async def upsert_device(conn: asyncpg.Pool, name: str, host: str, port: int, model: str, worker: str,
+                        rate_unit: str) -> bool | None:
+    """Registers or replaces an API device: True created, False replaced, None when the name
+    belongs to a device of the config file (which the API does not change)."""
+    row = await conn.fetchrow(
+        """INSERT INTO asic_devices (name, host, port, model, worker, rate_unit, source)
+           VALUES ($1, $2, $3, $4, $5, $6, 'api')
+           ON CONFLICT (name) DO UPDATE SET host = $2, port = $3, model = $4, worker = $5, rate_unit = $6,
+               updated_at = now()
+           WHERE asic_devices.source = 'api'
+           RETURNING (xmax = 0) AS created""",
+        name, host, port, model, worker, rate_unit)
+    return None if row is None else bool(row["created"])
+
+
+async def delete_device(conn: asyncpg.Pool, name: str) -> str | None:
+    """Deletes an API device; the source of the device that was there ('config' is kept), or None."""
+    async with conn.acquire() as c, c.transaction():
+        source = await c.fetchval("SELECT source FROM asic_devices WHERE name = $1 FOR UPDATE", name)
+        if source == "api":
+            await c.execute("DELETE FROM asic_devices WHERE name = $1", name)
+        return source  # type: ignore[no-any-return]

@@ -64,9 +64,11 @@ class Body:
 
     def __init__(self, tp: Any) -> None:
         self.adapter: TypeAdapter[Any] = TypeAdapter(tp)
-        self.model: type[BaseModel] | None = None
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            self.model, self.tag, self.variants = tp, "", {}
+        single = isinstance(tp, type) and issubclass(tp, BaseModel)
+        self.model: type[BaseModel] | None = tp if single else None
+        self.tag = ""
+        self.variants: dict[str, type[BaseModel]] = {}
+        if self.model is not None:
             return
         union, *metadata = typing.get_args(tp)
         self.tag = next(str(m.discriminator) for m in metadata if isinstance(m, Discriminator))
@@ -81,13 +83,13 @@ class Body:
             raise rejected([self._named(e) for e in exc.errors()]) from None
 
     def _named(self, error: ErrorDetails) -> tuple[str, str]:
-        if self.model is not None:  # one model: its fields are where pydantic says
+        if self.model is not None:
             loc = list(error["loc"])
             if not loc:
                 return "body", describe(error)
-            if error["type"] in _UNKNOWN:
-                return dotted(loc), f"unknown field (known: {', '.join(known_keys(self.model, loc[:-1]))})"
-            return dotted(loc), describe(error)
+            if error["type"] not in _UNKNOWN:
+                return dotted(loc), describe(error)
+            return dotted(loc), f"unknown field (known: {', '.join(known_keys(self.model, loc[:-1]))})"
         if not error["loc"]:  # refused before a variant was chosen
             if error["type"] == "union_tag_not_found":
                 return self.tag, "is required"

@@ -594,3 +594,138 @@ class SwitchEvent(Answer):
 class SwitchEventList(Answer):
     items: list[SwitchEvent]
     next_before: int | None
+
+
+# --- ASICs (the fleet poller, `qscrypt fleet`) ---------------------------------------------------
+
+DEVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
+HOST_PATTERN = r"^[A-Za-z0-9._:\-\[\]%]{1,255}$"
+"""A host name, an IPv4 address or an IPv6 one (bracketed or not, with a zone)."""
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f]{0,128}$"
+RateUnit = Literal["auto", "H", "kH", "MH", "GH", "TH"]
+DeviceName = Annotated[str, Field(pattern=DEVICE_PATTERN)]
+
+
+def _whole(value: object) -> object:
+    # JSON Schema's integer is any number with no fraction: 4028.0 is an integer there.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Port = Annotated[int, Field(ge=1, le=65535), BeforeValidator(_whole)]
+
+
+class DeviceParams(Params):
+    name: Annotated[DeviceName, IN_PATH]
+
+
+class DeviceInput(_Body):
+    """A device to poll over the cgminer API (PUT: the whole device)."""
+
+    host: str = Field(pattern=HOST_PATTERN, description="address of its cgminer API")
+    port: Port = 4028
+    model: str = Field("", pattern=LABEL_PATTERN, description="hint for firmwares that do not say")
+    worker: str = Field(
+        "", pattern=LABEL_PATTERN, description="the worker name it mines as on the proxy"
+    )
+    rate_unit: RateUnit = Field(
+        "auto", description="what its rate fields really are; auto checks them against its hash counter"
+    )
+
+
+class DeviceStatus(Answer):
+    polled_at: datetime
+    ok: bool = Field(description="the last poll gave a reading")
+    error: str | None = Field(description="why the last poll failed")
+    failures: int = Field(description="failed polls in a row")
+
+
+class DeviceComparison(Answer):
+    window_s: float
+    device_hashrate_hs: float | None = Field(description="the device's own, over the window")
+    proxy_hashrate_hs: float | None = Field(description="from its worker's accepted shares, same window")
+    shares: int | None
+    disagreement: float | None = Field(description="(device - proxy) / device")
+
+
+class AsicChain(Answer):
+    index: int
+    hashrate_hs: float | None
+    temp_board_c: float | None
+    temp_chip_c: float | None
+    hw_errors: int | None
+    chips: int | None
+    chips_bad: int | None
+    frequency_mhz: float | None
+
+
+class AsicPool(Answer):
+    index: int
+    url: str
+    user: str
+    status: str
+    active: bool
+    accepted: int | None
+    rejected: int | None
+    stale: int | None
+    difficulty_accepted: float | None
+    difficulty_rejected: float | None
+
+
+class AsicReading(Answer):
+    read_at: datetime
+    family: str = Field(description="cgminer, bmminer or bfgminer")
+    firmware: str
+    model: str
+    elapsed_s: float | None
+    hashrate_hs: float | None
+    hashrate_avg_hs: float | None
+    total_hashes: float | None
+    hw_errors: int | None
+    accepted: int | None
+    rejected: int | None
+    stale: int | None
+    difficulty_accepted: float | None
+    difficulty_rejected: float | None
+    temp_max_c: float | None
+    fans_rpm: list[int]
+    chips_bad: int | None
+    chains: list[AsicChain]
+    pools: list[AsicPool]
+    rate_unit: str = Field(description="what the device's rate fields were read as")
+    problems: list[str] = Field(description="fields missing or unreadable in its answers")
+
+
+class Device(Answer):
+    name: str
+    host: str
+    port: int
+    model: str
+    worker: str
+    rate_unit: RateUnit
+    source: Literal["config", "api"] = Field(description="config: change it in the config file")
+    created_at: datetime
+    updated_at: datetime
+    status: DeviceStatus | None = Field(description="null: not polled yet")
+    reading: AsicReading | None = Field(description="the last good reading (kept while polls fail)")
+    comparison: DeviceComparison | None
+
+
+class DeviceSummary(Answer):
+    name: str
+    host: str
+    port: int
+    model: str
+    worker: str
+    source: Literal["config", "api"]
+    ok: bool | None = Field(description="null: not polled yet")
+    polled_at: datetime | None
+    error: str | None
+    hashrate_hs: float | None
+    temp_max_c: float | None
+    disagreement: float | None
+
+
+class DeviceList(Answer):
+    items: list[DeviceSummary]

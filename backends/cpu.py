@@ -1,8 +1,8 @@
-"""CPU engine: a pool of threads, each hashing its own slice of the range with hashlib.scrypt.
+"""CPU engine: a pool of threads, each hashing its own slice of the range with our SIMD scrypt.
 
-Threads, not processes: hashlib.scrypt (OpenSSL) releases the GIL for the whole hash, measured here
-at 3.14 kH/s on one thread and 6.18 kH/s on two (2-core AMD EPYC), the same as two processes
-(6.22 kH/s), without pickling work or results across processes.
+Threads, not processes: `mining.hashing.scrypt_many` releases the GIL for a whole batch of headers
+(several hashed side by side in AVX-512 or AVX2 lanes), so the threads take the GIL back once a
+batch, not once a hash, without pickling work or results across processes.
 """
 
 import os
@@ -10,7 +10,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 
 from backends.engine import CancelToken, Scan, ScanEngine, SearchWork, split_range
-from mining.hashing import hash_to_int, scrypt_pow
+from mining.hashing import POW_HASH_BYTES, hash_to_int, scrypt_impls, scrypt_many
 
 
 def available_cores() -> int:
@@ -32,18 +32,29 @@ def resolve_threads(threads: int | None = None, cpu_share: float | None = None) 
     return max(1, round(available_cores() * share))
 
 
+_BATCH = 48
+"""Nonces hashed per call: whole groups of the SIMD cores (8 for AVX-512, 6 for AVX2), and short
+enough (~1.5 ms with AVX-512, ~12 ms with the scalar code) to bound how long a cancel waits."""
+
+
 def _scan_slice(prefix: bytes, nonces: range, target: int, cancel: CancelToken) -> tuple[list[int], int]:
     found: list[int] = []
     done = 0
     pack = struct.Struct("<I").pack
-    for nonce in nonces:
-        # One hash is ~0.3 ms, so checking the flag per hash bounds cancel latency at one hash.
+    for first in range(nonces.start, nonces.stop, _BATCH):
         if cancel.cancelled:
             break
-        if hash_to_int(scrypt_pow(prefix + pack(nonce))) <= target:
-            found.append(nonce)
-        done += 1
+        batch = range(first, min(first + _BATCH, nonces.stop))
+        hashes = scrypt_many(b"".join(prefix + pack(nonce) for nonce in batch))
+        for index, nonce in enumerate(batch):
+            if hash_to_int(hashes[index * POW_HASH_BYTES:(index + 1) * POW_HASH_BYTES]) <= target:
+                found.append(nonce)
+        done += len(batch)
     return found, done
+
+
+def describe_cpu(threads: int) -> str:
+    return f"scrypt ({scrypt_impls()[0]}), {threads} thread{'s' if threads > 1 else ''}"
 
 
 class CpuEngine(ScanEngine):
@@ -52,7 +63,7 @@ class CpuEngine(ScanEngine):
     def __init__(self, threads: int | None = None, cpu_share: float | None = None) -> None:
         super().__init__()
         self.threads = resolve_threads(threads, cpu_share)
-        self.device = f"hashlib.scrypt (OpenSSL), {self.threads} thread{'s' if self.threads > 1 else ''}"
+        self.device = describe_cpu(self.threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="qscrypt-cpu")
 
     def scan(self, work: SearchWork, cancel: CancelToken) -> Scan:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import structlog
 
-from backends.cpu import CpuEngine, resolve_threads
+from backends.cpu import CpuEngine, describe_cpu, resolve_threads
 from backends.engine import Engine, measure_hashrate
 from backends.opencl import KernelParams, OpenClEngine, OpenClUnavailable, describe_device, opencl_devices
 
@@ -38,7 +38,7 @@ class EngineOptions:
 
 def list_devices() -> tuple[list[DeviceEntry], str | None]:
     """Every device an engine can use, and why OpenCL offers none when it does not."""
-    entries = [DeviceEntry("cpu", 0, f"hashlib.scrypt (OpenSSL) on {resolve_threads()} CPU cores")]
+    entries = [DeviceEntry("cpu", 0, describe_cpu(resolve_threads()))]
     try:
         devices = opencl_devices()
     except OpenClUnavailable as error:

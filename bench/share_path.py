@@ -3,7 +3,8 @@
 `bench.proxy` gives the loop's whole CPU per share under load; this splits the in-process part
 into the steps a `mining.submit` goes through (no sockets, no hashers): decoding the line, the
 session's checks and header, and the verdict once the hash is back. It also builds the same header
-with hashlib's sha256d, the reason `mining/_sha256d.c` exists. Medians of R repeats, µs per share.
+with hashlib's sha256d, the reason for the sha256d in `mining/_hashes.c`. Medians of R repeats,
+µs per share.
 """
 
 import argparse

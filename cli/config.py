@@ -23,6 +23,8 @@ class Config:
     api: dict[str, Any] = field(default_factory=dict)
     coordinator: dict[str, Any] = field(default_factory=dict)
     """Kafka fan-out of one upstream's work (proxy.coordinator.config.CoordinatorConfig); empty: off."""
+    fleet: dict[str, Any] = field(default_factory=dict)
+    """ASICs polled over the cgminer API (fleet.config.FleetConfig), for `qscrypt fleet`."""
     payouts: dict[str, Any] = field(default_factory=dict)
     """Paying miners (payouts.config.PayoutsConfig), for `qscrypt payouts`."""
 

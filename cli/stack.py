@@ -3,8 +3,9 @@
 Embedded PostgreSQL, a Litecoin Core regtest pair, the proxy mining solo on it and one built-in
 miner attached — or, when the config names upstreams, the proxy on those. Beside them: the
 aggregator every five minutes (the public price and network sources, plus the regtest daemon as
-the authoritative source for LTC network data) and the decision API on :8080, which the proxy
-polls for its profiles' decisions.
+the authoritative source for LTC network data), the decision API on :8080, which the proxy
+polls for its profiles' decisions, and the ASIC poller (`[fleet]`, devices registered in the config
+or through the API; metrics on :9102).
 """
 
 import asyncio
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from api.config import ApiConfig
+    from fleet.config import FleetConfig
     from proxy.app import Proxy
     from qscrypt.devnet.litecoind import RegtestPair
 
@@ -62,6 +64,7 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool, stop: asyn
         proxy_config = replace(proxy_config, upstreams=[upstream], spill_dir=data_dir / "spill",
                                vardiff=replace(proxy_config.vardiff, initial=1.0))
     api_config = _api_config(config)
+    fleet_config = _fleet_config(config)  # a bad [fleet] stops start-up here, naming the key
     api_url = f"http://127.0.0.1:{api_config.port}"
     if not proxy_config.switching.api_url:
         proxy_config = replace(proxy_config, switching=replace(proxy_config.switching, api_url=api_url))
@@ -72,6 +75,7 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool, stop: asyn
         api_runner = await _start_api(api_config, dsn)
         log.info("stack.api", decisions=f"{api_url}/v1/decisions", openapi=f"{api_url}/openapi.json")
         tasks.append(asyncio.create_task(_aggregate(config, dsn, pair), name="aggregator"))
+        tasks.append(asyncio.create_task(_fleet(fleet_config, dsn, stop), name="fleet"))
         await proxy.start()
         port = proxy.ports["tcp"]
         log.info("stack.proxy", stratum=f"stratum+tcp://127.0.0.1:{port}",
@@ -124,6 +128,9 @@ async def _aggregate(config: Config, dsn: str, pair: "RegtestPair | None") -> No
     from aggregator.run import run_every
 
     aggregator_config = load_aggregator_config(config.aggregator)
+    if not aggregator_config.solo_merged:
+        # The solo rows earn what the proxy's solo upstreams merge-mine (README: merged mining).
+        aggregator_config = replace(aggregator_config, solo_merged=config.proxy.solo_earnings())
     if pair is not None and not config.aggregator:
         coins = tuple(
             replace(c, daemon_url=pair.rpc_url(0), daemon_user=pair.user, daemon_password=pair.password)
@@ -136,6 +143,20 @@ async def _aggregate(config: Config, dsn: str, pair: "RegtestPair | None") -> No
         await run_every(aggregator_config, pool, aggregator_config.interval_s)
     finally:
         await pool.close()
+
+
+def _fleet_config(config: Config) -> "FleetConfig":
+    from fleet.config import FleetConfig
+    from qscrypt.settings import load_section
+
+    return load_section(FleetConfig, dict(config.fleet), "fleet")
+
+
+async def _fleet(fleet_config: "FleetConfig", dsn: str, stop: asyncio.Event) -> None:
+    """The ASIC poller: the config's [[fleet.devices]] and those registered with PUT /v1/devices."""
+    from fleet.cli import run_fleet
+
+    await run_fleet(fleet_config, dsn, stop)
 
 
 async def _miner(port: int, stop: asyncio.Event) -> None:

@@ -96,6 +96,9 @@ def _base58_script(text: str, coin: Coin) -> bytes:
         if version in c.p2pkh_versions + c.p2sh_versions + c.legacy_p2sh_versions
     ]
     if owners:
+        # Version bytes are shared between families (0x6f: Litecoin testnet, Dogecoin regtest):
+        # the expected coin's own family is the likely mix-up, so it alone is named when it owns one.
+        owners = [c for c in owners if c.name == coin.name] or owners
         raise AddressError(f"address is for {_describe(owners)}, expected {coin.label}")
     raise AddressError(f"unknown base58 version byte {version:#04x}: not a {coin.label} address")
 

@@ -82,11 +82,14 @@ class BlockTemplateWork:
 
 
 def build_coinbase(
-    template: Mapping[str, Any], payout_script: bytes, tag: bytes, extranonce_size: int, coin: Coin
+    template: Mapping[str, Any], payout_script: bytes, tag: bytes, extranonce_size: int, coin: Coin,
+    aux_commitment: bytes = b"",
 ) -> CoinbaseParts:
     """The coinbase paying the whole `coinbasevalue` to `payout_script`, split for Stratum.
 
-    scriptSig = BIP34 height ‖ push of `extranonce_size` bytes (extranonce1 ‖ extranonce2) ‖ push(tag).
+    scriptSig = BIP34 height ‖ [push(aux_commitment)] ‖ push of `extranonce_size` bytes
+    (extranonce1 ‖ extranonce2) ‖ push(tag). The merged-mining commitment (mining.auxpow) sits in
+    coinb1, before the extranonce: every share of the job commits to the same aux blocks.
     """
     if not 1 <= extranonce_size <= MAX_EXTRANONCE_SIZE:
         raise ValueError(f"extranonce size must be 1 to {MAX_EXTRANONCE_SIZE} bytes, got {extranonce_size}")
@@ -100,14 +103,14 @@ def build_coinbase(
         raise ValueError(f"template carries a witness commitment but {coin.label} has no segwit")
     if "mweb" in template and not coin.mweb:
         raise ValueError(f"template carries MWEB data but {coin.label} has no MWEB")
-    height_push = bip34_height(height)
+    height_push = bip34_height(height) + (push_data(aux_commitment) if aux_commitment else b"")
     tag_push = push_data(tag)
     script_sig_size = len(height_push) + 1 + extranonce_size + len(tag_push)
     if script_sig_size > MAX_COINBASE_SCRIPT_SIG:
         raise ValueError(
-            f"coinbase scriptSig would be {script_sig_size} bytes (height {len(height_push)}, extranonce "
-            f"{1 + extranonce_size}, tag {len(tag_push)}), over the {MAX_COINBASE_SCRIPT_SIG}-byte limit: "
-            "shorten the coinbase tag"
+            f"coinbase scriptSig would be {script_sig_size} bytes (height and aux {len(height_push)}, "
+            f"extranonce {1 + extranonce_size}, tag {len(tag_push)}), over the "
+            f"{MAX_COINBASE_SCRIPT_SIG}-byte limit: shorten the coinbase tag"
         )
     outputs = [_output(value, payout_script)]
     if commitment is not None:

@@ -39,6 +39,8 @@ class Coin:
     gbt_rules: tuple[str, ...] = ()  # getblocktemplate {"rules": [...]} the daemon insists on
     # What `mining.set_difficulty` 1 means to miners of this algorithm (scrypt: 0xFFFF·2^224).
     share_diff1_target: int = SHARE_DIFF1_TARGET
+    # The chain id of a coin that takes merged-mined (AuxPoW) blocks; None: it takes none.
+    aux_chain_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
@@ -92,9 +94,13 @@ DOGE_MAIN = Coin(
     p2pkh_versions=(0x1E,),
     p2sh_versions=(0x16,),
     rpc_port=22555,
+    aux_chain_id=98,
 )
+# Dogecoin testnet and regtest differ in the P2PKH version only (0x71 against Bitcoin's 0x6f).
+DOGE_TEST = replace(DOGE_MAIN, network="test", p2pkh_versions=(0x71,), p2sh_versions=(0xC4,), rpc_port=44555)
+DOGE_REGTEST = replace(DOGE_TEST, network="regtest", p2pkh_versions=(0x6F,), rpc_port=18332)
 
-COINS: tuple[Coin, ...] = (LTC_MAIN, LTC_TEST, LTC_REGTEST, DOGE_MAIN)
+COINS: tuple[Coin, ...] = (LTC_MAIN, LTC_TEST, LTC_REGTEST, DOGE_MAIN, DOGE_TEST, DOGE_REGTEST)
 
 
 def coin(symbol: str, network: str = "main") -> Coin:

@@ -1,29 +1,29 @@
 """Hash functions used by scrypt coins: sha256d for ids and merkle trees, scrypt for proof of work.
 
-sha256d is C (mining/_sha256d.c): the proxy runs it for the coinbase and every merkle step of
-every share it checks, and through hashlib each call costs four times the hash itself."""
+Both are C (mining/_hashes.c, mining/_scrypt.c). sha256d: the proxy runs it for the coinbase and
+every merkle step of every share it checks, and through hashlib each call costs four times the hash
+itself. scrypt: several headers at once in SIMD lanes (AVX-512 or AVX2, chosen at run time, else
+portable C), `python -m bench.scrypt` prints each beside hashlib.scrypt and cpuminer. Its speed is
+in `scrypt_many` with several headers; one header alone runs in one lane (still ~1.5-2 times
+hashlib.scrypt). It releases the GIL while hashing.
+"""
 
-import hashlib
+from mining._hashes import scrypt_impls, scrypt_many, sha256d
 
-from mining._sha256d import sha256d
+__all__ = [
+    "HEADER_BYTES", "POW_HASH_BYTES", "hash_to_hex", "hash_to_int", "scrypt_impls", "scrypt_many",
+    "scrypt_pow", "sha256d",
+]
 
-__all__ = ["hash_to_hex", "hash_to_int", "scrypt_pow", "sha256d"]
-
-# hashlib.scrypt (OpenSSL) was chosen over the `scrypt` package by measurement (bench/scrypt.py,
-# BENCHMARKS.md): it is faster per call and releases the GIL, so a thread pool scales with cores.
-_SCRYPT_N = 1024
-_SCRYPT_R = 1
-_SCRYPT_P = 1
-_SCRYPT_MAXMEM = 2 * 1024 * 1024
+HEADER_BYTES = 80
+POW_HASH_BYTES = 32
 
 
 def scrypt_pow(header: bytes) -> bytes:
     """scrypt(N=1024, r=1, p=1) of an 80-byte header salted with itself: Litecoin's proof of work."""
-    if len(header) != 80:
-        raise ValueError(f"a block header is 80 bytes, got {len(header)}")
-    return hashlib.scrypt(
-        header, salt=header, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
-    )
+    if len(header) != HEADER_BYTES:
+        raise ValueError(f"a block header is {HEADER_BYTES} bytes, got {len(header)}")
+    return scrypt_many(header)
 
 
 def hash_to_int(digest: bytes) -> int:

@@ -124,13 +124,18 @@ class Proxy:
         if config.kind == "daemon":
             from proxy.upstream.daemon import DaemonUpstream
 
-            upstream: Upstream = DaemonUpstream(config, self.config.failover, dsn=self.dsn,
-                                                journal=self.blocks)
+            daemon = DaemonUpstream(config, self.config.failover, dsn=self.dsn, journal=self.blocks)
+            daemon.on_aux_block = self._aux_block
+            upstream: Upstream = daemon
         else:
             upstream = PoolUpstream(config, self.config.failover, name=name)
         self.metrics.upstream_up.labels(upstream.name).set(0)
         upstream.on_state(self._upstream_state)
         return upstream
+
+    def _aux_block(self, coin: str, status: str) -> None:
+        """A merge-mined block (proxy.upstream.aux) went to its chain: counted as Litecoin's are."""
+        self.metrics.blocks.labels(coin, status).inc()
 
     def _authorize(self, username: str, password: str) -> bool | str:
         if not _valid_worker_name(username):
@@ -367,7 +372,8 @@ async def run_proxy(config: ProxyConfig, dsn: str | None, stop: asyncio.Event,
         from proxy.coordinator.run import run_coordinator
 
         fan_out = asyncio.create_task(run_coordinator(coordinator, config, dsn, stop,
-                                                      accounting=proxy.accounting), name="coordinator")
+                                                      accounting=proxy.accounting,
+                                                      registry=proxy.metrics.registry), name="coordinator")
     try:
         if proxy.link is None:
             await stop.wait()

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mining.address import AddressError, address_to_script
+from mining.coins import coin as coin_profile
 from qscrypt.config import default_data_dir
 from qscrypt.settings import ConfigError
 
@@ -75,6 +77,23 @@ class VardiffConfig:
 
 
 @dataclass(frozen=True)
+class AuxChainConfig:
+    """A chain merge-mined on a daemon upstream's work (AuxPoW, mining.auxpow): its node gives
+    blocks to mine with `createauxblock payout_address` and takes them with `submitauxblock`."""
+
+    name: str
+    coin: str = "DOGE"
+    network: Literal["main", "test", "regtest"] = "main"
+    rpc_url: str = ""
+    rpc_user: str = ""
+    rpc_password: str = ""
+    rpc_cookie_file: Path | None = None
+    payout_address: str = ""
+    poll_s: float = 0.5
+    """How often the chain's best block is asked for: a new one means new aux work."""
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     name: str
     kind: Literal["pool", "daemon"] = "pool"
@@ -97,9 +116,12 @@ class UpstreamConfig:
     payout_address: str = ""
     coinbase_tag: str = "/qscrypt/"
     refresh_s: float = 30.0
+    aux: list[AuxChainConfig] = field(default_factory=list)
+    """kind = "daemon": chains merge-mined on this upstream's work (`[[proxy.upstreams.aux]]`)."""
 
     def __post_init__(self) -> None:
         key = f"proxy.upstreams[{self.name}]"
+        self._check_aux(key)
         if self.kind == "pool":
             if not self.url.startswith(("stratum+tcp://", "stratum+ssl://", "stratum+tls://")):
                 raise ConfigError(f"{key}.url", "must look like stratum+tcp://host:port or stratum+ssl://host:port")
@@ -112,6 +134,39 @@ class UpstreamConfig:
                 raise ConfigError(f"{key}.payout_address", "is required for a daemon upstream")
             if not self.rpc_cookie_file and not self.rpc_user:
                 raise ConfigError(f"{key}.rpc_user", "set rpc_user/rpc_password or rpc_cookie_file")
+
+    def _check_aux(self, key: str) -> None:
+        if self.aux and self.kind != "daemon":
+            raise ConfigError(f"{key}.aux",
+                              "merged mining needs a daemon upstream (solo): a pool merges its own")
+        chain_ids: dict[int, str] = {}
+        for aux in self.aux:
+            where = f"{key}.aux[{aux.name}]"
+            try:
+                profile = coin_profile(aux.coin, aux.network)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.coin", str(exc)) from None
+            if profile.aux_chain_id is None:
+                raise ConfigError(f"{where}.coin", f"{profile.label} takes no merged-mined (AuxPoW) blocks")
+            if not aux.rpc_url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}.rpc_url", "must be an http:// or https:// URL")
+            if not aux.rpc_cookie_file and not aux.rpc_user:
+                raise ConfigError(f"{where}.rpc_user", "set rpc_user/rpc_password or rpc_cookie_file")
+            if not aux.payout_address:
+                raise ConfigError(f"{where}.payout_address", "is required: createauxblock pays it")
+            try:
+                address_to_script(aux.payout_address, profile)
+            except AddressError as exc:
+                problem = f"{aux.payout_address!r} cannot be paid on {profile.label}: {exc}"
+                raise ConfigError(f"{where}.payout_address", problem) from None
+            if not 0 < aux.poll_s <= 60:
+                raise ConfigError(f"{where}.poll_s", "must be in (0, 60] seconds")
+            other = chain_ids.get(profile.aux_chain_id)
+            if other is not None:
+                raise ConfigError(f"{where}.coin",
+                                  f"shares chain id {profile.aux_chain_id} with aux[{other}]: one parent "
+                                  "block has one slot per chain id, so they cannot ride together")
+            chain_ids[profile.aux_chain_id] = aux.name
 
 
 @dataclass(frozen=True)
@@ -173,6 +228,17 @@ class ProxyConfig:
     share_flush_s: float = 1.0
     share_buffer_max: int = 100_000
     spill_dir: Path = field(default_factory=lambda: default_data_dir() / "spill")
+
+    def solo_earnings(self) -> dict[str, tuple[str, ...]]:
+        """The coins each solo (daemon) upstream's coin earns besides itself by merged mining, as
+        the aggregator's `solo_merged` takes them: {"LTC": ("DOGE",)}."""
+        earnings: dict[str, tuple[str, ...]] = {}
+        for upstream in self.upstreams:
+            if upstream.kind == "daemon" and upstream.aux:
+                coin = upstream.coin.upper()
+                merged = tuple(aux.coin.upper() for aux in upstream.aux)
+                earnings[coin] = tuple(dict.fromkeys(earnings.get(coin, ()) + merged))
+        return earnings
 
     def __post_init__(self) -> None:
         if not 1 <= self.extranonce_prefix_size <= 4:

@@ -3,7 +3,10 @@
 `hashlib.scrypt` releases the GIL, but a hashing thread must take the GIL back between two
 hashes; while the event loop holds it (parsing, replying, fanning out jobs) the thread waits and
 its core idles. Measured here with the main thread busy half the time: two hashing threads did
-3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). So each
+3.2 kH/s, two hashing processes 4.8 kH/s (`python -m bench.hashers`, BENCHMARKS.md). Our SIMD
+scrypt hashes a read's headers in one call, so a thread would take the GIL back once a batch;
+measured again that way (`bench.hashers --batch 64`), processes still hashed more beside a busy
+loop (7.9 against 6.3 kH/s with it busy 20 % of the time, on a loaded machine). So each
 hasher is a small process that reads 80-byte headers from a pipe and writes their 32-byte hashes
 back in the same order: no framing, no pickling, and a burst of shares costs a few pipe writes,
 not one per share.
@@ -22,17 +25,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from mining.hashing import scrypt_pow
+from mining.hashing import scrypt_many
 from qscrypt.log import get_logger
 
 HEADER_BYTES = 80
 HASH_BYTES = 32
-_READ_HEADERS = 64
-"""Headers a hasher takes per read: under load its answers come back every ~20 ms. Each batch of
-answers wakes the loop, which then takes the core from a hasher and evicts part of its 128 KiB
-scrypt scratchpad; 64 instead of 32 halved those wake-ups and saved ~1.5 µs of loop time per
-share (bench.proxy, BENCHMARKS.md)."""
-_IN_HAND = 2 * _READ_HEADERS
+READ_HEADERS = 64
+"""Headers a hasher takes per read, all hashed in one `scrypt_many` call (8 or 6 side by side in
+SIMD lanes): under load its answers come back every ~2 ms (~20 ms with hashlib.scrypt, one at a
+time). Each batch of answers wakes the loop, which then takes the core from a hasher and evicts
+part of its scratchpads; 64 instead of 32 halved those wake-ups and saved ~1.5 µs of loop time per
+share (bench.proxy with hashlib.scrypt, BENCHMARKS.md)."""
+_IN_HAND = 2 * READ_HEADERS
 """Headers sent to one hasher and not yet answered: the next batch waits in its pipe while it
 hashes this one, so it never waits for a busy loop."""
 _FEED_EVERY = 16
@@ -196,12 +200,12 @@ def serve(stdin: int = 0, stdout: int = 1) -> None:
     # under full load, p99 32 → 10 ms, max 75 → 28 ms; throughput unchanged).
     os.nice(_NICENESS)
     pending = b""
-    while data := os.read(stdin, HEADER_BYTES * _READ_HEADERS):
+    while data := os.read(stdin, HEADER_BYTES * READ_HEADERS):
         pending += data
-        count = len(pending) // HEADER_BYTES
-        view = memoryview(pending)
-        out = b"".join(scrypt_pow(bytes(view[i * HEADER_BYTES:(i + 1) * HEADER_BYTES])) for i in range(count))
-        pending = pending[count * HEADER_BYTES:]
+        whole = len(pending) - len(pending) % HEADER_BYTES
+        # All the headers of a read in one call: they are hashed side by side in SIMD lanes.
+        out = scrypt_many(memoryview(pending)[:whole])
+        pending = pending[whole:]
         while out:
             out = out[os.write(stdout, out):]
 

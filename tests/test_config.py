@@ -8,7 +8,7 @@ from cli.config import load_config
 from qscrypt.settings import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "qscrypt.example.toml"
-ENV = {"POOL_A_PASSWORD": "secret", "LITECOIN_RPC_PASSWORD": "rpcsecret"}
+ENV = {"POOL_A_PASSWORD": "secret", "LITECOIN_RPC_PASSWORD": "rpcsecret", "DOGECOIN_RPC_PASSWORD": "doge"}
 
 
 def test_example_config_loads_with_secrets_from_environment() -> None:
@@ -82,3 +82,41 @@ def test_a_secret_is_read_from_the_environment_once_and_paths_expand_home(tmp_pa
 def test_database_dsn_from_environment(tmp_path: Path) -> None:
     config = load_config(None, {"QSCRYPT_DATABASE_DSN": "postgresql://u@h/db"})
     assert config.database.dsn == "postgresql://u@h/db"
+
+
+def test_example_aux_chain_loads() -> None:
+    daemon = load_config(EXAMPLE, ENV).proxy.upstreams[1]
+    (aux,) = daemon.aux
+    assert (aux.name, aux.coin, aux.network, aux.rpc_password) == ("my-dogecoind", "DOGE", "main", "doge")
+
+
+_SOLO = ('[[proxy.upstreams]]\nname = "solo"\nkind = "daemon"\nrpc_url = "http://x:1"\nrpc_user = "u"\n'
+         'payout_address = "ltc1q"\n')
+_DOGE = '[[proxy.upstreams.aux]]\nname = "doge"\nrpc_url = "http://x:2"\nrpc_user = "u"\n'
+_BURN = 'payout_address = "D596YFweJQuHY1BbjazZYmAbt8jJPbKehC"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        (_SOLO + _DOGE + 'payout_address = "LKh8pxsZwbSEz9PUbMUx1NX26eWsPprcsz"\n',
+         "proxy.upstreams[solo].aux[doge].payout_address", "cannot be paid on dogecoin mainnet"),
+        (_SOLO + _DOGE, "proxy.upstreams[solo].aux[doge].payout_address", "required"),
+        (_SOLO + _DOGE + _BURN + 'coin = "LTC"\n', "proxy.upstreams[solo].aux[doge].coin", "no merged-mined"),
+        (_SOLO + _DOGE + _BURN + 'network = "regtest"\n', "proxy.upstreams[solo].aux[doge].payout_address",
+         "cannot be paid on dogecoin regtest"),
+        (_SOLO + _DOGE + _BURN + _DOGE.replace('"doge"', '"doge2"') + _BURN,
+         "proxy.upstreams[solo].aux[doge2].coin", "chain id 98"),
+        (_SOLO + _DOGE + _BURN + 'poll_s = 0.0\n', "proxy.upstreams[solo].aux[doge].poll_s", "(0, 60]"),
+        (_SOLO + _DOGE + _BURN + 'pol_s = 1.0\n', "proxy.upstreams[0].aux[0].pol_s", "unknown key"),
+        ('[[proxy.upstreams]]\nname = "p"\nurl = "stratum+tcp://x:1"\nuser = "u"\n' + _DOGE + _BURN,
+         "proxy.upstreams[p].aux", "daemon upstream"),
+    ],
+)
+def test_bad_aux_chain_names_the_key(tmp_path: Path, toml: str, key: str, problem: str) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {})
+    assert err.value.key == key, err.value
+    assert problem in str(err.value)

@@ -3,6 +3,8 @@
 import asyncio
 import contextlib
 
+from prometheus_client import CollectorRegistry
+
 from proxy.accounting import Accounting
 from proxy.config import ProxyConfig
 from proxy.coordinator.config import CoordinatorConfig
@@ -42,7 +44,7 @@ def cursor_store(config: CoordinatorConfig, dsn: str | None) -> CursorStore:
 
 async def run_coordinator(config: CoordinatorConfig, proxy: ProxyConfig, dsn: str | None,
                           stop: asyncio.Event, *, accounting: Accounting | None = None,
-                          bus: Bus | None = None) -> None:
+                          bus: Bus | None = None, registry: CollectorRegistry | None = None) -> None:
     """Run until `stop`. Pass `bus` to share an in-process bus with local workers; else one is made from
     `config.bus` (and Kafka is retried with backoff until it answers)."""
     log = get_logger(component="coordinator", coordinator=config.coordinator_id)
@@ -61,10 +63,17 @@ async def run_coordinator(config: CoordinatorConfig, proxy: ProxyConfig, dsn: st
         return
     coordinator = Coordinator(config, coordinator_upstream(config, proxy, dsn), bus, accounting=accounting,
                               store=cursor_store(config, dsn))
+    collector = None
+    if registry is not None:
+        from proxy.coordinator.metrics import register
+
+        collector = register(registry, coordinator)
     try:
         await coordinator.start()
         await stop.wait()
     finally:
+        if collector is not None and registry is not None:
+            registry.unregister(collector)
         await coordinator.close()
         if own_bus:
             with contextlib.suppress(Exception):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 
-from mining.hashing import hash_to_int, scrypt_pow
+from mining.hashing import POW_HASH_BYTES, hash_to_int, scrypt_many
 from mining.target import (
     bits_to_target,
     hash_share_difficulty,
@@ -113,18 +113,32 @@ class Verdict:
     header: bytes = b""
 
 
-def check_share(state: JobState, share: Share) -> Verdict:
-    """Rebuild the header from the coordinator's own job and hash it: nothing from the worker is trusted
-    but the extranonce2 and nonce, and those must lie in a range this coordinator issued."""
-    position = state.space.position_of(share.extranonce2, share.nonce)
-    if position is None or position >= state.space.position:
-        return Verdict("not an issued range")
-    job = state.work.job
-    header = job.header(state.work.extranonce1, share.extranonce2, job.ntime, share.nonce)
-    value = hash_to_int(scrypt_pow(header))
-    if value > state.share_target:
-        return Verdict("low difficulty share", value)
-    return Verdict(None, value, header)
+def check_shares(checks: list[tuple[JobState, Share]]) -> list[Verdict]:
+    """Rebuild each header from the coordinator's own job and hash it: nothing from the worker is
+    trusted but the extranonce2 and nonce, and those must lie in a range this coordinator issued.
+    The headers are hashed in one call, side by side in SIMD lanes."""
+    headers: list[bytes | None] = []
+    for state, share in checks:
+        position = state.space.position_of(share.extranonce2, share.nonce)
+        if position is None or position >= state.space.position:
+            headers.append(None)
+            continue
+        job = state.work.job
+        headers.append(job.header(state.work.extranonce1, share.extranonce2, job.ntime, share.nonce))
+    hashes = scrypt_many(b"".join(header for header in headers if header is not None))
+    verdicts: list[Verdict] = []
+    hashed = 0
+    for (state, _), header in zip(checks, headers, strict=True):
+        if header is None:
+            verdicts.append(Verdict("not an issued range"))
+            continue
+        value = hash_to_int(hashes[hashed * POW_HASH_BYTES:(hashed + 1) * POW_HASH_BYTES])
+        hashed += 1
+        if value > state.share_target:
+            verdicts.append(Verdict("low difficulty share", value))
+        else:
+            verdicts.append(Verdict(None, value, header))
+    return verdicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,9 +458,8 @@ class Coordinator:
                 continue
             state.seen.add(key)
             checks.append((state, share))
-        # Hashing in threads: hashlib.scrypt releases the GIL, and the loop keeps serving results.
-        verdicts = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: [check_share(state, share) for state, share in checks])
+        # Hashing in a thread: scrypt releases the GIL, and the loop keeps serving results.
+        verdicts = await asyncio.get_running_loop().run_in_executor(None, check_shares, checks)
         for (state, share), verdict in zip(checks, verdicts, strict=True):
             job_id = state.work.job.job_id
             if verdict.reason is not None:

@@ -30,6 +30,15 @@ valid until the daemon last confirmed its tip more than `no_job_timeout_s` ago; 
 goes DOWN and failover takes over as for a silent pool. Each distinct error is logged once. A new
 tip whose template fails is different: the old job builds on a replaced block, so it is withdrawn
 at once (the upstream goes DOWN until a template on the new tip comes).
+
+Merged mining (`config.aux`, proxy.upstream.aux): every job's coinbase commits to the aux blocks
+the chains hold when it is made (mining.auxpow); new aux work makes a new job on the same template
+(clean_jobs false: the Litecoin work is as good as before). The job's share target is the easiest
+of Litecoin's and the aux chains', so the proxy forwards every share that wins any chain; here the
+share's proof of work decides which: a Litecoin block goes to `submitblock` as before, each aux
+block it wins becomes an AuxPoW for `submitauxblock` in a task of its own, so an aux node that is
+slow or down never delays the Litecoin block. Aux blocks are journaled and recorded in `blocks`
+as Litecoin's are, with their coin.
 """
 
 import asyncio
@@ -38,6 +47,7 @@ import dataclasses
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +56,15 @@ from typing import Any
 import asyncpg
 
 from mining.address import AddressError, address_to_script
+from mining.auxpow import (
+    COMMITMENT_SIZE,
+    AuxBlock,
+    AuxPowError,
+    AuxTree,
+    build_aux_tree,
+    build_auxpow,
+    check_auxpow,
+)
 from mining.block import (
     MAX_COINBASE_SCRIPT_SIG,
     BlockTemplateWork,
@@ -54,12 +73,13 @@ from mining.block import (
     stratum_branch,
 )
 from mining.coins import coin
-from mining.hashing import hash_to_hex, sha256d
+from mining.hashing import hash_to_hex, hash_to_int, sha256d
 from mining.job import Job
 from mining.serialize import bip34_height, push_data
 from proxy import db
 from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
+from proxy.upstream.aux import AuxChain
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
 from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
 from qscrypt.log import get_logger
@@ -75,6 +95,7 @@ _POLL_TIMEOUT_S = 5.0
 _TEMPLATE_TIMEOUT_S = 15.0
 _SUBMIT_TIMEOUT_S = 60.0  # a big block on mainnet can take seconds to validate
 _SUBMIT_ATTEMPTS = 4
+_AUX_SUBMIT_TIMEOUT_S = 15.0  # an aux block carries the parent's coinbase and header, not much more
 _FIRST_RETRY_S = 0.25
 _DB_ATTEMPTS = 3
 _DB_TIMEOUT_S = 5.0
@@ -96,6 +117,9 @@ class _Template:
     job: Job
     template: dict[str, Any]
     fields: BlockTemplateWork
+    aux: tuple[tuple[AuxChain, AuxBlock], ...] = ()
+    """The aux blocks the job's coinbase commits to, in the order of `tree`'s chains."""
+    tree: AuxTree | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +175,9 @@ class DaemonUpstream(Upstream):
             raise ConfigError(f"{key}.payout_address",
                               f"{config.payout_address!r} cannot be paid on {profile.label}: {exc}") from None
         self.tag = config.coinbase_tag.encode()
-        script_sig = (len(bip34_height(_HIGHEST_HEIGHT)) + 1 + EXTRANONCE1_SIZE + EXTRANONCE2_SIZE
+        self.aux_chains = [AuxChain(aux, f"{key}.aux[{aux.name}]", self._aux_work) for aux in config.aux]
+        aux_size = 1 + COMMITMENT_SIZE if self.aux_chains else 0
+        script_sig = (len(bip34_height(_HIGHEST_HEIGHT)) + aux_size + 1 + EXTRANONCE1_SIZE + EXTRANONCE2_SIZE
                       + len(push_data(self.tag)))
         if script_sig > MAX_COINBASE_SCRIPT_SIG:
             raise ConfigError(f"{key}.coinbase_tag",
@@ -179,20 +205,35 @@ class DaemonUpstream(Upstream):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._records: set[asyncio.Task[None]] = set()
+        self._aux_submits: set[asyncio.Task[None]] = set()
+        self.on_aux_block: Callable[[str, str], None] | None = None
+        """Told (coin, status) of every aux block submitted: the proxy counts them in its metrics."""
 
     # -- work -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream-{self.name}")
+        for chain in self.aux_chains:
+            chain.start()
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._aux_submits:
+            # Aux blocks first (they add records): a node that does not answer gets as long as the
+            # records do, then is given up; the journal keeps the pending row of what it never took.
+            _, pending = await asyncio.wait(self._aux_submits, timeout=_RECORD_DRAIN_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         if self._records:
             # Blocks found just before shutdown still deserve their row.
             await asyncio.wait(self._records, timeout=_RECORD_DRAIN_S)
+        for chain in self.aux_chains:
+            await chain.close()
         await self.rpc.close()
         self.work = None
         self._set_state(UpstreamState.DOWN)
@@ -265,25 +306,44 @@ class DaemonUpstream(Upstream):
             self._confirmed_at = now
             self._refresh_at = now + self.config.refresh_s
             return
-        parts = build_coinbase(template, self.payout_script, self.tag, EXTRANONCE1_SIZE + EXTRANONCE2_SIZE,
-                               self.profile)
-        branch = stratum_branch(template)
         # Miners must drop their work only when the block it builds on is gone.
         clean = self.work is None or previous is None or previous.fields.prevhash != fields.prevhash
+        self._confirmed_at = now
+        self._refresh_at = now + self.config.refresh_s
+        self._make_job(template, fields, clean)
+
+    def _make_job(self, template: dict[str, Any], fields: BlockTemplateWork, clean: bool) -> None:
+        """A job on `template` committing to the aux chains' current blocks, published."""
+        aux = tuple((chain, chain.work) for chain in self.aux_chains if chain.work is not None)
+        tree = build_aux_tree([(chain.chain_id, block.hash) for chain, block in aux]) if aux else None
+        parts = build_coinbase(template, self.payout_script, self.tag, EXTRANONCE1_SIZE + EXTRANONCE2_SIZE,
+                               self.profile, aux_commitment=b"" if tree is None else tree.commitment())
+        branch = stratum_branch(template)
         self._job_counter += 1
         job = fields.job(f"{self._job_counter:x}", parts, branch, clean_jobs=clean)
-        entry = _Template(job, template, fields)
+        entry = _Template(job, template, fields, aux, tree)
         self._templates[job.job_id] = entry
         while len(self._templates) > TEMPLATES_KEPT:
             self._templates.popitem(last=False)
         self._current = entry
-        self._confirmed_at = now
-        self._refresh_at = now + self.config.refresh_s
         log = self._log.info if clean else self._log.debug
         log("daemon.work", job=job.job_id, height=fields.height, clean=clean,
             transactions=len(template.get("transactions", ())), mweb="mweb" in template,
-            reward=fields.coinbasevalue)
-        self._publish_job(UpstreamWork(job, self.extranonce1, EXTRANONCE2_SIZE, fields.target))
+            reward=fields.coinbasevalue, aux=[f"{chain.symbol}@{block.height}" for chain, block in aux])
+        # Shares that win any chain come here; the easiest target of them all is the job's.
+        target = max([fields.target, *(block.target for _, block in aux)])
+        self._publish_job(UpstreamWork(job, self.extranonce1, EXTRANONCE2_SIZE, target))
+
+    def _aux_work(self, chain: AuxChain) -> None:
+        """An aux chain has a new block to mine, or lost its old one: the same Litecoin work, with a
+        coinbase committing to what the chains hold now (a job no miner has to drop)."""
+        current = self._current
+        if current is None or self.work is None:
+            return  # the next Litecoin job will commit to it
+        try:
+            self._make_job(current.template, current.fields, clean=False)
+        except ValueError as exc:  # the template made a job a moment ago: a bug, logged, not fatal
+            self._log.error("daemon.aux_job_failed", aux=chain.name, error=str(exc))
 
     def _failed(self, exc: Exception, failures: int) -> float:
         """Note a failed poll; how long to wait before the next one."""
@@ -323,6 +383,16 @@ class DaemonUpstream(Upstream):
         if entry is None:
             return SubmitOutcome(False, f"job {job_id} is too old: its template is gone",
                                  time.monotonic() - started)
+        if entry.aux:
+            # Which chains the share wins: its proof of work, off the loop (scrypt is ~0.1 ms).
+            value = hash_to_int(await asyncio.to_thread(self.profile.pow_hash, header))
+            for index, (chain, aux_block) in enumerate(entry.aux):
+                if value <= aux_block.target:
+                    self._track(self._submit_aux(entry, index, chain, aux_block, header, extranonce2, worker,
+                                                 found_at))
+            if value > entry.fields.target:
+                # Only an aux chain's block: Litecoin has no use for the share.
+                return SubmitOutcome(True, None, time.monotonic() - started)
         try:
             block = assemble_block(header, entry.job.coinbase(self.extranonce1, extranonce2), entry.template)
         except ValueError as exc:
@@ -374,18 +444,76 @@ class DaemonUpstream(Upstream):
             return "rejected", verdict or "the daemon does not know the block it accepted"
         return ("accepted", None) if verdict is None else ("pending", verdict)
 
-    async def _chain_place(self, block_hash: str) -> str | None:
-        """"best", "side" (stored off the best chain), "unknown", or None when the daemon did not say."""
+    async def _submit_aux(self, entry: _Template, index: int, chain: AuxChain, block: AuxBlock, header: bytes,
+                          extranonce2: bytes, worker: str, found_at: datetime) -> None:
+        """Submit the aux block a share won, record it, count it: in a task of its own."""
+        if not chain.submittable(block):
+            self._log.info("daemon.aux_stale", aux=chain.name, coin=chain.symbol, height=block.height,
+                           hash=block.hash_hex, tip=chain.tip, worker=worker)
+            return
+        if not chain.claim(block):
+            self._log.debug("daemon.aux_won_again", aux=chain.name, coin=chain.symbol, hash=block.hash_hex,
+                            worker=worker)
+            return
+        assert entry.tree is not None
+        auxpow = build_auxpow(entry.job.coinbase(self.extranonce1, extranonce2), entry.job.merkle_branch,
+                              entry.tree, index, header)
         try:
-            header = await self.rpc.acall("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
-        except RpcCallError:
-            return "unknown"  # -5 Block not found
-        except RpcError:
-            return None
-        confirmations = header.get("confirmations") if isinstance(header, dict) else None
-        if not isinstance(confirmations, int):
-            return None
-        return "best" if confirmations >= 1 else "side"
+            check_auxpow(auxpow, block.hash, chain.chain_id)  # never send what the node would refuse
+        except AuxPowError as exc:  # a bug of ours: said loudly, and the share is no block anyway
+            self._log.error("daemon.aux_invalid", aux=chain.name, hash=block.hash_hex, error=str(exc))
+            return
+        record = BlockRecord(chain.symbol, block.height, block.hash_hex, worker, self.name,
+                             block.coinbasevalue / _BASE_UNITS_PER_COIN, "pending", None, found_at)
+        await self._journal_found(record)
+        started = time.monotonic()
+        status, reason = await self._submit_auxpow(chain, block, auxpow.serialize().hex())
+        if status == "accepted":
+            chain.block_found(block.hash_hex)
+        log = self._log.info if status == "accepted" else self._log.warning
+        log("daemon.aux_block", aux=chain.name, coin=chain.symbol, height=block.height, hash=block.hash_hex,
+            worker=worker, status=status, reason=reason,
+            latency_ms=round((time.monotonic() - started) * 1000, 1))
+        if self.on_aux_block is not None:
+            self.on_aux_block(chain.symbol, status)
+        if self._dsn:
+            self._record(dataclasses.replace(record, status=status, reason=reason))
+
+    async def _submit_auxpow(self, chain: AuxChain, block: AuxBlock, auxpow: str) -> tuple[str, str | None]:
+        error = ""
+        for attempt in range(_SUBMIT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
+                if chain.superseded(block):
+                    return "rejected", f"stale: the {chain.symbol} tip moved while the node did not answer"
+            try:
+                answer = await chain.rpc.acall("submitauxblock", block.hash_hex, auxpow,
+                                               timeout_s=_AUX_SUBMIT_TIMEOUT_S)
+                break
+            except RpcCallError as exc:
+                return "rejected", exc.message  # e.g. "block hash unknown": a new tip came first
+            except RpcError as exc:
+                error = str(exc)
+        else:
+            return "pending", f"no answer to submitauxblock: {error}"
+        if answer is not True:
+            return "rejected", f"submitauxblock answered {answer!r}"
+        place = await _chain_place(chain.rpc, block.hash_hex)
+        if place == "best":
+            return "accepted", None
+        if place == "side":
+            return "orphaned", "accepted but not in the best chain"
+        if place == "unknown":
+            return "rejected", "the node does not know the block it accepted"
+        return "accepted", None
+
+    def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._aux_submits.add(task)
+        task.add_done_callback(self._aux_submits.discard)
+
+    async def _chain_place(self, block_hash: str) -> str | None:
+        return await _chain_place(self.rpc, block_hash)
 
     async def _journal_found(self, record: BlockRecord) -> None:
         """Make the found block durable before the daemon sees it: whatever happens next (the
@@ -440,6 +568,20 @@ class DaemonUpstream(Upstream):
         self._log.error("daemon.block_not_recorded", error=str(error), height=record.height, hash=record.hash,
                         worker=record.worker, status=record.status, reason=record.reason,
                         reward=str(record.reward), found_at=record.found_at.isoformat())
+
+
+async def _chain_place(rpc: JsonRpcClient, block_hash: str) -> str | None:
+    """"best", "side" (stored off the best chain), "unknown", or None when the daemon did not say."""
+    try:
+        header = await rpc.acall("getblockheader", block_hash, timeout_s=_POLL_TIMEOUT_S)
+    except RpcCallError:
+        return "unknown"  # -5 Block not found
+    except RpcError:
+        return None
+    confirmations = header.get("confirmations") if isinstance(header, dict) else None
+    if not isinstance(confirmations, int):
+        return None
+    return "best" if confirmations >= 1 else "side"
 
 
 def _same_work(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -77,3 +77,36 @@ def test_missing_data_errs_low_and_says_so() -> None:
     assert row.coins_per_day == pytest.approx(LTC_PER_DAY)
     assert row.usd_per_day is None and row.usd_per_day_net is None
     assert profitability([DOGE], no_doge, hashrate_hs=H) is None
+
+
+def test_solo_mining_with_merged_dogecoin_earns_both_coins_as_the_proxy_mines_them() -> None:
+    """The solo LTC row counts DOGE when (and only when) the proxy's solo LTC upstream merge-mines it:
+    the example config's daemon upstream has a DOGE [[proxy.upstreams.aux]]."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from aggregator.config import AggregatorConfig
+    from aggregator.run import solo_coins
+    from cli.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "qscrypt.example.toml"
+    proxy = load_config(example, {"POOL_A_PASSWORD": "x", "LITECOIN_RPC_PASSWORD": "x",
+                                  "DOGECOIN_RPC_PASSWORD": "x"}).proxy
+    assert proxy.solo_earnings() == {"LTC": ("DOGE",)}
+    # As `qscrypt run` derives it (cli/stack.py): what the proxy earns is what the rows count.
+    config = AggregatorConfig(solo_merged=proxy.solo_earnings())
+    assert solo_coins(config, LTC) == [LTC, DOGE]
+    assert solo_coins(config, DOGE) == [DOGE]  # Dogecoin solo merges nothing
+    row = profitability(solo_coins(config, LTC), ECONOMICS, hashrate_hs=H)
+    assert row is not None and row.pool is None
+    assert row.usd_per_day == pytest.approx(LTC_USD + DOGE_USD)  # 2.2409018129110336
+    assert row.coins_per_day == pytest.approx(LTC_PER_DAY)
+    # The same sum as a merged pool's row without its fee.
+    merged_pool = profitability([LTC, DOGE], ECONOMICS, hashrate_hs=H, pool="merged")
+    assert merged_pool is not None and merged_pool.usd_per_day == row.usd_per_day
+    # Without aux chains the proxy earns LTC alone, and so does the row.
+    plain = replace(proxy, upstreams=[replace(u, aux=[]) for u in proxy.upstreams])
+    assert plain.solo_earnings() == {}
+    assert solo_coins(AggregatorConfig(solo_merged=plain.solo_earnings()), LTC) == [LTC]
+    with pytest.raises(ValueError, match="solo_merged: coin XMR"):
+        AggregatorConfig(solo_merged={"LTC": ("XMR",)})

@@ -36,10 +36,14 @@ def test_self_benchmark_picks_the_fastest_candidate() -> None:
 
 
 def test_auto_keeps_the_faster_engine() -> None:
-    engine = create_engine(EngineOptions("auto", threads=1, kernel=OPENCL_CPU_SHAPE, tune_seconds=0.2))
+    with capture_logs() as logs:
+        engine = create_engine(EngineOptions("auto", threads=1, kernel=OPENCL_CPU_SHAPE, tune_seconds=0.2))
     try:
-        # PoCL's SIMD kernel hashes several times faster than one hashlib thread on any x86 CPU.
-        assert engine.name == "opencl"
+        measured = {entry["engine"]: entry["khs"] for entry in logs if entry["event"] == "engine measured"}
+        assert set(measured) == {"opencl", "cpu"}
+        # Which wins depends on the CPU (our AVX-512 scrypt on one thread beats PoCL's kernel on
+        # all the cores here; without SIMD it would not): the one kept is the one measured faster.
+        assert engine.name == max(measured, key=measured.__getitem__)
         assert engine.hashrate > 0
     finally:
         engine.close()

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import itertools
 from pathlib import Path
 
 import pytest
 
+from mining.hashing import hash_to_int
+from mining.job import Job
 from proxy.coordinator.book import TaskBook
 from proxy.coordinator.config import CoordinatorConfig
+from proxy.coordinator.service import JobState, check_shares
 from proxy.coordinator.space import NONCES_PER_EXTRANONCE2, NonceSpace
 from proxy.coordinator.throttle import ShareThrottle
 from proxy.token_bucket import TokenBucket
+from proxy.upstream.base import UpstreamWork
 from qscrypt.bus import BusConfig, CommitFailed
 from qscrypt.bus.memory import InProcessBus
 from qscrypt.bus.messages import (
@@ -238,3 +243,36 @@ def test_coordinator_section_loads_from_toml_tables() -> None:
     with pytest.raises(ConfigError) as error:
         load_section(CoordinatorConfig, {"upstream": "p", "bus": {"partitions": 3}}, "coordinator")
     assert error.value.key == "coordinator.bus.partitions"
+
+
+def test_coordinator_checks_a_batch_of_shares_against_hashlib() -> None:
+    # One scrypt_many call for the batch: each verdict must still be its own header's.
+    job = Job("j1", bytes(range(32)), b"\x01" * 40, b"\x02" * 40, (b"\x03" * 32,) * 3, 0x20000000,
+              0x1E0FFFF0, 1_700_000_000, True)
+    work = UpstreamWork(job, b"\xaa\xbb\xcc\xdd", 4, 1 << 255)
+    space = NonceSpace(4, coordinator_id=7, id_bytes=1)
+    taken = space.take(1000)
+    assert taken is not None
+    state = JobState(work, 1, space, share_target=1 << 255, block_target=1 << 200)
+
+    def pow_value(nonce: int) -> int:
+        header = job.header(work.extranonce1, taken.extranonce2, job.ntime, nonce)
+        return hash_to_int(hashlib.scrypt(header, salt=header, n=1024, r=1, p=1, dklen=32))
+
+    nonces = list(range(taken.nonce_start, taken.nonce_start + 13))
+    shares = [Share(TaskId(7, 1, 0), "w", taken.extranonce2, nonce) for nonce in nonces]
+    foreign = Share(TaskId(7, 1, 0), "w", bytes([8, 0, 0, 0]), 5)  # another coordinator's prefix
+    unissued = Share(TaskId(7, 1, 0), "w", taken.extranonce2, taken.nonce_start + 5000)
+    checks = [(state, share) for share in [shares[0], foreign, *shares[1:7], unissued, *shares[7:]]]
+    verdicts = check_shares(checks)
+    assert [v.reason for v in verdicts].count("not an issued range") == 2
+    assert verdicts[1].reason == verdicts[8].reason == "not an issued range"
+    judged = [v for i, v in enumerate(verdicts) if i not in (1, 8)]
+    for nonce, verdict in zip(nonces, judged, strict=True):
+        value = pow_value(nonce)
+        assert verdict.pow_value == value
+        expected = None if value <= state.share_target else "low difficulty share"
+        assert verdict.reason == expected
+        assert (verdict.header != b"") == (expected is None)
+    assert any(v.reason is None for v in judged) and any(v.reason is not None for v in judged)
+    assert check_shares([]) == []

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mining.address import AddressError, address_to_script
-from mining.coins import COINS, DOGE_MAIN, LTC_MAIN, LTC_REGTEST, LTC_TEST, Coin, coin
+from mining.coins import COINS, DOGE_MAIN, DOGE_REGTEST, LTC_MAIN, LTC_REGTEST, LTC_TEST, Coin, coin
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 BOOK: dict[str, Any] = json.loads((VECTORS / "ltc_addresses.json").read_text())
@@ -219,8 +219,9 @@ def test_coin_lookup() -> None:
     assert coin("LTC", "testnet") is LTC_TEST
     assert coin("Ltc", "REGTEST") is LTC_REGTEST
     assert coin("doge", "mainnet") is DOGE_MAIN
-    with pytest.raises(ValueError, match="unknown coin DOGE/regtest"):
-        coin("DOGE", "regtest")
+    assert coin("DOGE", "regtest") is DOGE_REGTEST
+    with pytest.raises(ValueError, match="unknown coin BTC/regtest"):
+        coin("BTC", "regtest")
 
 
 def test_coins_match_the_vectors_prefixes() -> None:

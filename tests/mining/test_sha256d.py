@@ -1,4 +1,4 @@
-"""sha256d in C (mining/_sha256d.c) against hashlib, and its behaviour with odd inputs."""
+"""sha256d in C (mining/_hashes.c) against hashlib, and its behaviour with odd inputs."""
 
 import hashlib
 import threading

@@ -206,11 +206,13 @@ class RunningProxy:
 
 @asynccontextmanager
 async def running_proxy(spill_dir: Path, upstreams: list[UpstreamConfig], *, ready: bool = True,
-                        ready_timeout: float = 90.0, **overrides: Any) -> AsyncIterator[RunningProxy]:
-    """A proxy on loopback with `upstreams`; with `ready`, once one of them has work."""
+                        ready_timeout: float = 90.0, dsn: str | None = None,
+                        **overrides: Any) -> AsyncIterator[RunningProxy]:
+    """A proxy on loopback with `upstreams`; with `ready`, once one of them has work. `dsn`: the
+    database it records in (none by default)."""
     config = ProxyConfig(listen=ListenConfig(host="127.0.0.1", port=0), vardiff=VARDIFF, failover=FAILOVER,
                          upstreams=upstreams, metrics_port=None, spill_dir=spill_dir, hash_processes=1)
-    proxy = Proxy(replace(config, **overrides), None)
+    proxy = Proxy(replace(config, **overrides), dsn)
     run = RunningProxy(proxy, ShareLog(proxy), time.monotonic())
     await proxy.start()
     try:
