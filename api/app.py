@@ -849,3 +849,7 @@ def create_app(
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return app
+
+
+# The payouts endpoints register themselves on OPERATIONS (api/payouts.py imports from here).
+from api import payouts as _payouts  # noqa: E402, F401

@@ -3,6 +3,7 @@
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 TOKEN_ENV = "QSCRYPT_API_TOKEN"
 
@@ -27,6 +28,8 @@ class ApiConfig:
     rate_limit_burst: int = 40
     """Requests a client may make at once before the average applies."""
     db_pool_size: int = 8
+    payout_network: Literal["main", "test", "regtest"] = "main"
+    """Whose address rules accounts' payout addresses follow (POST /v1/accounts, {account} paths)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

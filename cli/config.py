@@ -25,6 +25,8 @@ class Config:
     """Kafka fan-out of one upstream's work (proxy.coordinator.config.CoordinatorConfig); empty: off."""
     fleet: dict[str, Any] = field(default_factory=dict)
     """ASICs polled over the cgminer API (fleet.config.FleetConfig), for `qscrypt fleet`."""
+    payouts: dict[str, Any] = field(default_factory=dict)
+    """Paying miners (payouts.config.PayoutsConfig), for `qscrypt payouts`."""
 
 
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:

@@ -16,6 +16,7 @@ import api.cli
 import backends.cli
 import backends.worker
 import fleet.cli
+import payouts.cli
 import proxy.spill
 from bench.scrypt import main as bench_main
 from cli.config import Config, load_config
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "show (status) or write into PostgreSQL (replay) the shares and blocks waiting on disk")
     _add_delegated(sub, "fleet", fleet.cli, lambda c: c.fleet,
                    "poll the registered ASICs over the cgminer API and export their metrics")
+    _add_delegated(sub, "payouts", payouts.cli, lambda c: c.payouts,
+                   "pay miners: settle earnings and send payouts (run), record pool payments")
     return parser
 
 

@@ -64,6 +64,8 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool, stop: asyn
         proxy_config = replace(proxy_config, upstreams=[upstream], spill_dir=data_dir / "spill",
                                vardiff=replace(proxy_config.vardiff, initial=1.0))
     api_config = _api_config(config)
+    if pair is not None and "payout_network" not in config.api:
+        api_config = replace(api_config, payout_network="regtest")  # accounts pay on the local chain
     fleet_config = _fleet_config(config)  # a bad [fleet] stops start-up here, naming the key
     api_url = f"http://127.0.0.1:{api_config.port}"
     if not proxy_config.switching.api_url:

@@ -12,6 +12,10 @@ import time
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
+from mining.coins import Coin
+from mining.coins import coin as coin_by_symbol
+from payouts.accounts import refusal as account_refusal
+from payouts.db import account_names
 from proxy import db
 from proxy.accounting import Accounting, ShareWriter, share_log
 from proxy.config import ProxyConfig, UpstreamConfig
@@ -31,6 +35,19 @@ if TYPE_CHECKING:
 from qscrypt.log import get_logger
 
 _MAX_WORKER_NAME = 128
+
+
+def _upstream_coins(upstreams: list[UpstreamConfig]) -> list[Coin]:
+    """The chains whose payout addresses name accounts: each upstream's coin on its network."""
+    chains: list[Coin] = []
+    for upstream in upstreams:
+        try:
+            chain = coin_by_symbol(upstream.coin, upstream.network)
+        except ValueError:
+            continue  # a coin without address rules here: its miners need registered names
+        if chain not in chains:
+            chains.append(chain)
+    return chains
 
 
 def _valid_worker_name(name: str) -> bool:
@@ -59,6 +76,9 @@ class Proxy:
         self.host = config.host
         self.accounting = Accounting(log=log, host=self.host)
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
+        self._accounts: set[str] = set()
+        """Registered account names (payouts), refreshed from the database when they are required."""
+        self._account_coins = _upstream_coins(config.upstreams)
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize,
                              (config.switching.stagger_miners, config.switching.stagger_interval_s),
@@ -119,13 +139,18 @@ class Proxy:
         """A merge-mined block (proxy.upstream.aux) went to its chain: counted as Litecoin's are."""
         self.metrics.blocks.labels(coin, status).inc()
 
-    def _authorize(self, username: str, password: str) -> bool:
+    def _authorize(self, username: str, password: str) -> bool | str:
         if not _valid_worker_name(username):
             return False
-        if self.config.auth_mode == "open":
-            return True
-        digest = hashlib.sha256(password.split(",")[0].encode()).hexdigest()
-        return any(hmac.compare_digest(digest, known) for known in self._token_hashes)
+        if self.config.auth_mode == "tokens":
+            digest = hashlib.sha256(password.split(",")[0].encode()).hexdigest()
+            if not any(hmac.compare_digest(digest, known) for known in self._token_hashes):
+                return False
+        if self.config.require_accounts:
+            why = account_refusal(username, self._account_coins, self._accounts)
+            if why is not None:
+                return f"qscrypt: {why}"
+        return True
 
     def _upstream_state(self, upstream: Upstream) -> None:
         self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
@@ -214,6 +239,8 @@ class Proxy:
             await self.decisions.start()
         if self.config.auth_mode == "tokens" and self.dsn:
             self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+        if self.config.require_accounts and self.dsn:
+            self._tasks.append(asyncio.create_task(self._refresh_accounts()))
         self._tasks.append(asyncio.create_task(self._report()))
         self._tasks.append(asyncio.create_task(self._keepalive()))
 
@@ -239,6 +266,22 @@ class Proxy:
             except (OSError, asyncpg.PostgresError) as exc:
                 self.log.warning("tokens.refresh_failed", error=str(exc))
             await asyncio.sleep(30)
+
+    async def _refresh_accounts(self) -> None:
+        """The registered account names, every 10 s: a name registered through the API can mine
+        within seconds."""
+        import asyncpg
+
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    self._accounts = await account_names(conn)
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError) as exc:
+                self.log.warning("accounts.refresh_failed", error=str(exc))
+            await asyncio.sleep(10)
 
     async def _report(self) -> None:
         last = time.monotonic()

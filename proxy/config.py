@@ -231,6 +231,10 @@ class ProxyConfig:
     auth_mode: Literal["open", "tokens"] = "open"
     tokens: list[str] = field(default_factory=list)
     """With auth_mode = "tokens": accepted passwords (or from the workers table)."""
+    require_accounts: bool = False
+    """Authorize only workers named ACCOUNT.RIG whose ACCOUNT is a payout address of an upstream's
+    coin or a user name registered through the API (POST /v1/accounts); others are refused with a
+    client.show_message saying why. Off: any printable name mines."""
     metrics_port: int | None = 9100
     """Prometheus /metrics port; 0 disables it."""
     metrics_host: str = ""

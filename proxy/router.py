@@ -147,7 +147,7 @@ class Route:
 
 class Router:
     def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
-                 authorize: Callable[[str, str], bool], stagger: tuple[int, float] = (200, 0.1),
+                 authorize: Callable[[str, str], bool | str], stagger: tuple[int, float] = (200, 0.1),
                  worker: int | None = None, keepalive_s: float = 30.0) -> None:
         self.prefix_size = prefix_size
         self.worker = worker
@@ -472,7 +472,7 @@ class Router:
             self._by_upstream.setdefault(assignment.upstream, set()).add(session.conn_id)
         return assignment
 
-    def authorize(self, session: MinerSession, username: str, password: str) -> bool:
+    def authorize(self, session: MinerSession, username: str, password: str) -> bool | str:
         return self._authorize(username, password)
 
     def known_profile(self, profile: str) -> bool:

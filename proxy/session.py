@@ -86,7 +86,9 @@ Action = Send | Close | Check | Rejected
 class Hub(Protocol):
     def subscribe(self, session: "MinerSession", resume_id: str | None, now: float) -> Assignment | None: ...
 
-    def authorize(self, session: "MinerSession", username: str, password: str) -> bool: ...
+    def authorize(self, session: "MinerSession", username: str, password: str) -> bool | str:
+        """True to accept; False, or why not (told to the miner), to refuse."""
+        ...
 
     def known_profile(self, profile: str) -> bool: ...
 
@@ -244,8 +246,10 @@ class MinerSession:
     def _authorize(self, request: stratum.Request, now: float) -> list[Action]:
         username = request.params[0]
         password = request.params[1] if len(request.params) > 1 and request.params[1] else ""
-        if not self.hub.authorize(self, username, password):
-            return [self._reply(request, False)]
+        verdict = self.hub.authorize(self, username, password)
+        if verdict is not True:
+            refused: list[Action] = [self._reply(request, False)]
+            return [*refused, _message(verdict)] if isinstance(verdict, str) else refused
         options = parse_password(password)
         first = not self.workers
         actions: list[Action] = [self._reply(request, True)]

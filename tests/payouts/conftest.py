@@ -1,0 +1,16 @@
+"""The payout tests' own Litecoin Core regtest pair: maturing blocks takes a hundred at a time, and
+the session pair must stay far below MWEB activation (block 432) for the tests that share it."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from qscrypt.devnet.litecoind import RegtestPair
+from tests.services.litecoin import _start
+
+
+@pytest.fixture(scope="session")
+def payouts_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestPair]:
+    pair = _start(tmp_path_factory.mktemp("litecoin-payouts"))
+    yield pair
+    pair.stop()
