@@ -252,7 +252,9 @@ class OpenClEngine(ScanEngine):
             candidates += [nonce for nonce in reported if base <= nonce < base + count]
             done += count
             free.append(slot)
-        return Scan(candidates, done, done < work.nonce_count)
+        # Launches complete in order and a cancel only stops new ones: the hashed part is a prefix.
+        left = work.nonce_count - done
+        return Scan(candidates, done, left > 0, ((work.nonce_start + done, left),) if left else ())
 
     def close(self) -> None:
         self._queue.finish()
