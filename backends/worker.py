@@ -530,8 +530,10 @@ def _create_engine(args: argparse.Namespace) -> Engine:
 
         return CpuEngine(args.threads)
     from backends.devices import EngineOptions, create_engine
+    from backends.tuning import default_path
 
-    return create_engine(EngineOptions(engine=args.engine, threads=args.threads, opencl_device=args.device))
+    return create_engine(EngineOptions(engine=args.engine, threads=args.threads, opencl_device=args.device,
+                                       tuning_cache=default_path()))
 
 
 async def main(args: argparse.Namespace) -> int:
