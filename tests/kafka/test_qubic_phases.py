@@ -2,11 +2,13 @@
 
 The driver starts the idle command exactly as `qscrypt qubic setup` wrote it into the client's
 appsettings (the command and its arguments split by the client's rules, as a real subprocess), lets
-it hash for a random while, stops it with SIGINT, waits, and starts it again: against the proxy's
-coordinator on a real Kafka broker. Beside it, concurrently, the same cycle on the in-process bus
-(a worker in this process, started and stopped the same way). Every stop must take under a second
-and exit 0, every phase must get shares accepted by the pool, and across all phases no nonce range
-may be lost or hashed twice: each worker hands its unfinished ranges back when it stops.
+it hash for a random while, stops it with SIGINT, waits, and starts it again. Three variants run at
+once: `qscrypt worker` against the proxy's coordinator on a real Kafka broker; the same cycle on the
+in-process bus (a worker in this process, started and stopped the same way: no other process can
+join that bus); and `qscrypt miner` against the real proxy. Every stop must take under a second and
+exit 0, every phase must get shares accepted by the pool, and across all phases no nonce range may
+be lost or hashed twice: each worker hands its unfinished ranges back when it stops, and the proxy
+refuses a Stratum share hashed twice (there must be no refusal at all).
 
 Cycle count and durations come from the environment, so a longer soak is one variable away:
   QSCRYPT_QUBIC_CYCLES   (default 20)     phases per variant
@@ -27,6 +29,8 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +39,14 @@ import pytest
 from backends.cpu import CpuEngine
 from backends.qubic import effective_settings, find_key, split_arguments
 from backends.worker import Worker, WorkerConfig
+from proxy.accounting import Accounting
+from proxy.app import Proxy
+from proxy.config import ListenConfig, ProxyConfig, UpstreamConfig, VardiffConfig
 from proxy.coordinator import Coordinator
 from qscrypt.bus.messages import Done, Returned, Task
 from tests.kafka.conftest import StackFactory
 from tests.kafka.harness import REPO, Stack, assert_hashed_once, wait_for
+from tests.stratum_peers import PoolServer
 
 
 def _range(name: str, default: str) -> tuple[float, float]:
@@ -78,13 +86,16 @@ class Phase:
 
 @dataclass
 class Driver:
-    """One variant's phases: `start` and `stop` are what the Qubic client does."""
+    """One variant's phases: `start` and `stop` are what the Qubic client does. `accounting` credits the
+    worker's shares (the coordinator's, or the proxy's for the Stratum miner); `pool` judges them."""
 
     name: str
-    stack: Stack
-    coordinator: Coordinator
+    accounting: Accounting
+    pool: PoolServer
     worker: str
     rng: random.Random
+    stack: Stack | None = None
+    coordinator: Coordinator | None = None
     phases: list[Phase] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -97,11 +108,11 @@ class Driver:
         raise NotImplementedError
 
     def _credited(self) -> int:
-        stats = self.coordinator.accounting.workers.get(self.worker)
+        stats = self.accounting.workers.get(self.worker)
         return 0 if stats is None else stats.accepted
 
     def _accepted(self) -> int:
-        return sum(s.accepted for s in self.stack.pool.submissions)
+        return sum(s.accepted for s in self.pool.submissions)
 
     async def run(self, cycles: int) -> None:
         for index in range(cycles):
@@ -124,9 +135,12 @@ class Driver:
 
     async def drain(self) -> None:
         """A last phase that lasts until every range issued (and handed back) has been hashed."""
-        self.coordinator.drain()
+        coordinator = self.coordinator
+        if coordinator is None:
+            return  # the Stratum miner: the proxy gives each session its own extranonce1, nothing to drain
+        coordinator.drain()
         await self.start()
-        await wait_for(lambda: self.coordinator.drained, 60, f"{self.name}: every issued range hashed")
+        await wait_for(lambda: coordinator.drained, 60, f"{self.name}: every issued range hashed")
         stop_s, code = await self.stop()
         assert code in (0, None) and stop_s < STOP_LIMIT_S, (stop_s, code)
 
@@ -187,7 +201,7 @@ class InProcessDriver(Driver):
         self.started_at = 0.0
 
     async def start(self) -> None:
-        assert self.stack.bus is not None
+        assert self.stack is not None and self.stack.bus is not None
         self.started_at = time.monotonic()
         worker = Worker(self.stack.bus, CpuEngine(threads=1), WorkerConfig(self.worker))
         stop = asyncio.Event()
@@ -223,52 +237,89 @@ async def _qscrypt(*args: str, cwd: Path) -> str:
     return out.decode()
 
 
-async def _configured_command(stack: Stack, tmp: Path, worker: str) -> list[str]:
-    """Write the client's settings with `qscrypt qubic setup`, check them, and read back the command
-    line the client would run."""
-    client = tmp / "qubic-client"
+def _launcher(tmp: Path) -> Path:
+    """The `qscrypt` launcher pip writes from pyproject's [project.scripts] entry: this checkout's, not
+    whatever an older install put in the virtual environment."""
+    launcher = tmp / "bin" / "qscrypt"
+    if not launcher.exists():
+        launcher.parent.mkdir()
+        launcher.write_text(f"#!{sys.executable}\nimport sys\nfrom cli.entry import main\nsys.exit(main())\n")
+        launcher.chmod(0o755)
+    return launcher
+
+
+async def _configured_command(tmp: Path, client_name: str, worker: str,
+                              *target: str) -> tuple[list[str], Path]:
+    """Write a client's settings with `qscrypt qubic setup`, check them, and read back the command line
+    the client would run (and its folder, where the client runs it)."""
+    client = tmp / client_name
     client.mkdir()
     (client / "appsettings.json").write_text(CLIENT_SETTINGS)
-    # The `qscrypt` launcher pip writes from pyproject's [project.scripts] entry: this checkout's, not
-    # whatever an older install put in the virtual environment.
-    launcher = tmp / "bin" / "qscrypt"
-    launcher.parent.mkdir()
-    launcher.write_text(f"#!{sys.executable}\nimport sys\nfrom cli.entry import main\nsys.exit(main())\n")
-    launcher.chmod(0o755)
-    topics = stack.bus_config
-    assert stack.broker is not None
     await _qscrypt("qubic", "setup", "--appsettings", str(client / "appsettings.json"), "--worker", worker,
-                   "--bootstrap", stack.broker.bootstrap, "--command", str(launcher),
-                   "--", "--engine", "cpu", "--threads", "1",
-                   "--topic-prefix", topics.topic_prefix, "--group", topics.worker_group,
-                   "--session-timeout-ms", str(topics.session_timeout_ms),
-                   "--heartbeat-interval-ms", str(topics.heartbeat_interval_ms), cwd=client)
+                   "--command", str(_launcher(tmp)), *target, cwd=client)
     assert "ok (" in await _qscrypt("qubic", "check", "--appsettings", str(client), cwd=client)
     assert (client / "appsettings.json").read_text() == CLIENT_SETTINGS, "setup touched the client's file"
     settings, _ = effective_settings(client / "appsettings.json")
     section = settings[find_key(settings, "ClientSettings") or ""]
     assert section["alias"] == "phase-driver" and section["trainer"]["cpuThreads"] == 2
     idling = section[find_key(section, "idling") or ""]
-    return [idling["command"], *split_arguments(idling["arguments"])]
+    return [idling["command"], *split_arguments(idling["arguments"])], client
+
+
+def _worker_target(stack: Stack) -> list[str]:
+    topics = stack.bus_config
+    assert stack.broker is not None
+    return ["--bootstrap", stack.broker.bootstrap, "--", "--engine", "cpu", "--threads", "1",
+            "--topic-prefix", topics.topic_prefix, "--group", topics.worker_group,
+            "--session-timeout-ms", str(topics.session_timeout_ms),
+            "--heartbeat-interval-ms", str(topics.heartbeat_interval_ms)]
+
+
+@asynccontextmanager
+async def _proxy(tmp: Path) -> AsyncIterator[tuple[Proxy, PoolServer]]:
+    """The real proxy on a Stratum pool, for `qscrypt miner`: easy shares, so every phase finds some."""
+    pool = PoolServer(difficulty=0.002, job_interval_s=None)
+    await pool.start()
+    upstream = UpstreamConfig(name="pool", url=f"stratum+tcp://127.0.0.1:{pool.port}", user="acct.qubic")
+    proxy = Proxy(ProxyConfig(listen=ListenConfig(host="127.0.0.1", port=0), upstreams=[upstream],
+                              # Phases of seconds, not the real 30-60 minutes: vardiff (which the
+                              # proxy remembers per worker across sessions) may not raise the
+                              # difficulty past a share every few hundred hashes.
+                              vardiff=VardiffConfig(initial=0.002, minimum=0.001, maximum=0.004),
+                              metrics_port=None, spill_dir=tmp / "spill", hash_processes=1), None)
+    await proxy.start()
+    try:
+        await wait_for(lambda: proxy.router.active is not None, 30, "the proxy's upstream to have work")
+        yield proxy, pool
+    finally:
+        await proxy.close()
+        await pool.stop()
 
 
 def _audit(driver: Driver) -> None:
     coordinator, stack = driver.coordinator, driver.stack
-    assert coordinator.current is not None and coordinator.stats.jobs == 1, "the job must not change"
-    assert stack.tasks is not None and stack.results is not None
-    epoch = coordinator.current.epoch
-    tasks = [t for t in stack.tasks.of(Task) if t.id.epoch == epoch]
-    dones = [d for d in stack.results.of(Done) if d.task.epoch == epoch]
-    returns = [r for r in stack.results.of(Returned) if r.task.epoch == epoch]
-    nonces = assert_hashed_once(tasks, dones, returns)
+    if coordinator is None:
+        # Stratum: the proxy gives every session its own extranonce1, so phases never share work, and
+        # it refuses a share hashed twice as a duplicate: there must be none of those, nor any other.
+        stats = driver.accounting.workers[driver.worker]
+        assert not stats.rejected and not stats.stale, (stats.rejected, stats.stale)
+        description = f"{stats.accepted} shares accepted, none refused"
+    else:
+        assert stack is not None and stack.tasks is not None and stack.results is not None
+        assert coordinator.current is not None and coordinator.stats.jobs == 1, "the job must not change"
+        epoch = coordinator.current.epoch
+        tasks = [t for t in stack.tasks.of(Task) if t.id.epoch == epoch]
+        dones = [d for d in stack.results.of(Done) if d.task.epoch == epoch]
+        returns = [r for r in stack.results.of(Returned) if r.task.epoch == epoch]
+        nonces = assert_hashed_once(tasks, dones, returns)
+        assert len(returns) >= 1, "no phase ended mid-task: the hand-back went untested"
+        description = (f"{len(tasks)} tasks issued ({len(returns)} handed back, "
+                       f"{coordinator.book.stats.returned} counted), {nonces} nonces hashed exactly once")
     stops = [p.stop_s for p in driver.phases]
     firsts = [p.first_hash_s for p in driver.phases if p.first_hash_s is not None]
-    print(f"{driver.name}: {len(driver.phases)} phases, {len(tasks)} tasks issued "
-          f"({len(returns)} handed back, {coordinator.book.stats.returned} counted), {nonces} nonces hashed "
-          f"exactly once; stop ms "
+    print(f"{driver.name}: {len(driver.phases)} phases, {description}; stop ms "
           f"median {statistics.median(stops) * 1000:.0f} max {max(stops) * 1000:.0f}; first hash s median "
           f"{statistics.median(firsts):.2f} max {max(firsts):.2f}", flush=True)
-    assert len(returns) >= 1, "no phase ended mid-task: the hand-back went untested"
     for phase in driver.phases:
         assert phase.exit_code in (0, None), f"phase {phase.index + 1} exited {phase.exit_code}"
         assert phase.stop_s < STOP_LIMIT_S, f"phase {phase.index + 1} took {phase.stop_s:.2f} s to stop"
@@ -289,13 +340,23 @@ async def test_qubic_idle_phases_lose_and_repeat_no_range(
         coordinator = await stack.add_coordinator(coordinator_id=7 + index)
         rng = random.Random(SEED + index)
         if stack is kafka:
-            command = await _configured_command(stack, tmp_path, "qubic-rig")
-            drivers.append(ProcessDriver("kafka", stack, coordinator, "qubic-rig", rng, command=command,
-                                         cwd=tmp_path / "qubic-client", log=tmp_path / "idle-command.log"))
+            command, client = await _configured_command(tmp_path, "qubic-worker", "qubic-rig",
+                                                        *_worker_target(stack))
+            drivers.append(ProcessDriver("kafka worker", coordinator.accounting, stack.pool, "qubic-rig", rng,
+                                         stack, coordinator, command=command, cwd=client,
+                                         log=tmp_path / "kafka-worker.log"))
         else:
-            drivers.append(InProcessDriver("in-process", stack, coordinator, "qubic-local", rng))
-    await asyncio.gather(*(driver.run(CYCLES) for driver in drivers))
-    await asyncio.gather(*(driver.drain() for driver in drivers))
-    await asyncio.sleep(1.0)  # the observers read the last results
-    for driver in drivers:
-        _audit(driver)
+            drivers.append(InProcessDriver("in-process worker", coordinator.accounting, stack.pool,
+                                           "qubic-local", rng, stack, coordinator))
+    async with _proxy(tmp_path) as (proxy, pool):
+        proxy_url = f"stratum+tcp://127.0.0.1:{proxy.ports['tcp']}"
+        command, client = await _configured_command(tmp_path, "qubic-miner", "qubic-miner", "-o", proxy_url,
+                                                    "--", "--engine", "cpu", "--threads", "1")
+        drivers.append(ProcessDriver("stratum miner", proxy.accounting, pool, "qubic-miner",
+                                     random.Random(SEED + 2), command=command, cwd=client,
+                                     log=tmp_path / "stratum-miner.log"))
+        await asyncio.gather(*(driver.run(CYCLES) for driver in drivers))
+        await asyncio.gather(*(driver.drain() for driver in drivers))
+        await asyncio.sleep(1.0)  # the observers read the last results
+        for driver in drivers:
+            _audit(driver)
