@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -294,6 +294,10 @@ async def _proxy(tmp: Path) -> AsyncIterator[tuple[Proxy, PoolServer]]:
     """The real proxy on a Stratum pool, for `qscrypt miner`: easy shares, so every phase finds some."""
     pool = PoolServer(difficulty=SHARE_DIFFICULTY, job_interval_s=None)
     await pool.start()
+    # A job of now, as a live pool's is: the proxy's keep-alive re-sends it with the wall clock as ntime,
+    # which the pool refuses past the job's own ntime + 2 h (the recorded regtest job is days old).
+    assert pool.current is not None
+    pool.current = pool.jobs[pool.current.job_id] = replace(pool.current, ntime=int(time.time()))
     upstream = UpstreamConfig(name="pool", url=f"stratum+tcp://127.0.0.1:{pool.port}", user="acct.qubic")
     proxy = Proxy(ProxyConfig(listen=ListenConfig(host="127.0.0.1", port=0), upstreams=[upstream],
                               # Phases of seconds, not the real 30-60 minutes: vardiff (which the
