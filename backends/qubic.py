@@ -372,7 +372,12 @@ def write_with_backup(path: Path, settings: dict[str, Any], now: datetime.dateti
     backup = None
     mode = 0o644
     if path.exists():
-        backup = path.with_name(f"{path.name}.qscrypt-backup-{now:%Y%m%dT%H%M%S}Z")
+        stem = f"{path.name}.qscrypt-backup-{now:%Y%m%dT%H%M%S}Z"
+        backup = path.with_name(stem)
+        serial = 1
+        while backup.exists():  # two runs within a second: never overwrite an earlier backup
+            serial += 1
+            backup = path.with_name(f"{stem}.{serial}")
         shutil.copy2(path, backup)
         mode = path.stat().st_mode & 0o7777
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -229,6 +229,10 @@ def test_setup_writes_the_production_file_and_keeps_a_backup(tmp_path: Path,
 
     assert qscrypt(["qubic", "check", "--appsettings", str(client)]) == 0
     assert "ok (" in capsys.readouterr().out
+    # Again within the same second: a second backup beside the first, which is kept.
+    assert qscrypt([*common, "--worker", "rig-8", "--bootstrap", "k1:9092"]) == 0
+    assert json.loads(backups[0].read_text()) == production
+    assert len(list(client.glob("appsettings.production.json.qscrypt-backup-*"))) == 2
 
 
 def test_setup_in_place_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
