@@ -1,6 +1,7 @@
 """`qscrypt qubic setup` and `check`: the pure merge and check on real-shaped Qubic client settings,
 and the command line on real files."""
 
+import argparse
 import json
 import os
 import stat
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backends import qubic
 from backends.qubic import (
     SettingsError,
     check_idling,
@@ -20,7 +22,15 @@ from backends.qubic import (
     parse_settings,
     split_arguments,
 )
-from cli.main import main as qscrypt
+
+
+def qscrypt(argv: list[str]) -> int:
+    """`qscrypt qubic ...` in this process, as cli.main runs it, without cli.main's logging set-up
+    (which would bind every later test's log lines to this test's captured, soon closed, stderr)."""
+    assert argv[0] == "qubic"
+    parser = argparse.ArgumentParser(prog="qscrypt qubic")
+    qubic.add_arguments(parser)
+    return qubic.main(parser.parse_args(argv[1:]))
 
 # Shaped like the client README's samples (qubic-li/client, "Customizing"), with the comments and
 # trailing commas its .NET reader accepts and an idling block in another spelling.
@@ -266,3 +276,15 @@ def test_check_reports_errors_with_exit_status(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "error: ClientSettings:idling:command: '/nowhere/qscrypt' is not an executable" in out
     assert qscrypt(["qubic", "check", "--appsettings", str(tmp_path / "empty")]) == 1
+
+
+def test_the_qscrypt_command_has_the_qubic_subcommand(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "cli", "qubic", "check", "--appsettings", str(tmp_path)],
+                          cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and f"no appsettings.json or appsettings.production.json in {tmp_path}" \
+        in done.stderr, done.stderr
