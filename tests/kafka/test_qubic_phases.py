@@ -194,6 +194,8 @@ class ProcessDriver(Driver):
 
     async def stop(self) -> tuple[float, int | None]:
         assert self.process is not None and self.reader is not None
+        assert self.process.returncode is None, \
+            f"{self.name}: the idle command exited by itself ({self.process.returncode}); see {self.log}"
         sent = time.monotonic()
         self.process.send_signal(signal.SIGINT)
         try:
