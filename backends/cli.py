@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import sys
 
+from backends import tuning
 from backends.devices import EngineOptions, format_devices, list_devices
 from backends.miner import MinerConfig, parse_url, run_miner
 from backends.opencl import KernelParams
@@ -24,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookup-gap", type=int, default=1, help="OpenCL scratchpad lookup gap")
     parser.add_argument("--work-items", type=int, help="OpenCL work-items per launch")
     parser.add_argument("--list-devices", action="store_true", help="list engines and devices, then exit")
+    parser.add_argument("--retune", action="store_true",
+                        help="measure the engines again instead of reusing this machine's earlier results")
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -36,8 +39,11 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
             lookup_gap=args.lookup_gap,
             work_items=args.work_items if args.work_items is not None else defaults.work_items,
         )
+    # The self-benchmark's answer is kept per device and driver: a restart (every Qubic idle phase)
+    # hashes at once instead of measuring for a second and a half.
     return EngineOptions(engine=args.engine, threads=args.threads, cpu_share=args.cpu_share,
-                         opencl_device=args.device, kernel=kernel)
+                         opencl_device=args.device, kernel=kernel, tuning_cache=tuning.default_path(),
+                         retune=args.retune)
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -71,12 +71,16 @@ class CpuEngine(ScanEngine):
         futures = [self._pool.submit(_scan_slice, work.header_prefix, part, work.target, cancel)
                    for part in slices]
         candidates: list[int] = []
+        unhashed: list[tuple[int, int]] = []
         done = 0
-        for future in futures:
+        for part, future in zip(slices, futures, strict=True):
             found, hashed = future.result()
             candidates += found
             done += hashed
-        return Scan(candidates, done, cancel.cancelled and done < work.nonce_count)
+            # Each thread hashes its slice from the start, so what it left is the slice's tail.
+            if hashed < len(part):
+                unhashed.append((part.start + hashed, len(part) - hashed))
+        return Scan(candidates, done, cancel.cancelled and done < work.nonce_count, tuple(unhashed))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

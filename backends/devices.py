@@ -5,6 +5,7 @@ build all log one clear line and fall back to the CPU engine.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import structlog
@@ -12,6 +13,7 @@ import structlog
 from backends.cpu import CpuEngine, describe_cpu, resolve_threads
 from backends.engine import Engine, measure_hashrate
 from backends.opencl import KernelParams, OpenClEngine, OpenClUnavailable, describe_device, opencl_devices
+from backends.tuning import TuningCache, key_of
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +36,11 @@ class EngineOptions:
     kernel: KernelParams | None = None  # fixed OpenCL kernel shape instead of the self-benchmark
     kernel_source: str | None = None  # OpenCL C source instead of backends/kernels/scrypt.cl
     tune_seconds: float = 0.3  # per candidate in the self-benchmark, and for the CPU engine in "auto"
+    tuning_cache: Path | None = None  # keep self-benchmark results here (the commands: backends.tuning)
+    retune: bool = False  # measure again even when the cache has an answer, and keep the new one
+
+    def cache(self) -> TuningCache | None:
+        return None if self.tuning_cache is None else TuningCache(self.tuning_cache, self.retune)
 
 
 def list_devices() -> tuple[list[DeviceEntry], str | None]:
@@ -65,12 +72,33 @@ def _opencl_engines(options: EngineOptions) -> list[OpenClEngine]:
     for device in devices:
         try:
             engines.append(OpenClEngine(device, options.kernel, source=options.kernel_source,
-                                        tune_seconds=options.tune_seconds))
+                                        tune_seconds=options.tune_seconds, tuning_cache=options.cache()))
         except OpenClUnavailable as error:
             problems.append(str(error))
     if not engines:
         raise OpenClUnavailable("; ".join(problems))
     return engines
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def _measured(engine: Engine, seconds: float, cache: TuningCache | None) -> float:
+    """The engine's rate for the "auto" choice: from the cache when this engine was measured here."""
+    shape = engine.params.describe() if isinstance(engine, OpenClEngine) else ""
+    key = key_of("rate", engine.name, engine.device, shape, _cpu_model())
+    entry = cache.get(key) if cache is not None else None
+    if entry is not None and isinstance(entry.get("hashrate"), (int, float)) and entry["hashrate"] > 0:
+        return float(entry["hashrate"])
+    rate = measure_hashrate(engine, seconds)
+    if cache is not None:
+        cache.put(key, {"engine": engine.name, "device": engine.device, "hashrate": rate})
+    return rate
 
 
 def create_engine(options: EngineOptions) -> Engine:
@@ -85,9 +113,10 @@ def create_engine(options: EngineOptions) -> Engine:
         return cpu
     if options.engine == "auto":
         engines.append(cpu)
+        cache = options.cache()
         for engine in engines:
             if not engine.hashrate:  # the CPU engine, or OpenCL with fixed parameters: not tuned
-                engine.hashrate = measure_hashrate(engine, options.tune_seconds)
+                engine.hashrate = _measured(engine, options.tune_seconds, cache)
             log.debug("engine measured", engine=engine.name, device=engine.device,
                       khs=round(engine.hashrate / 1000, 2))
     best = max(engines, key=lambda engine: engine.hashrate)

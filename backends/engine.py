@@ -61,6 +61,9 @@ class SearchResult:
     cancelled: bool
     elapsed_s: float
     rejected_candidates: int = 0  # engine candidates the host check refused (an engine fault)
+    unhashed: tuple[tuple[int, int], ...] = ()
+    """(nonce_start, count) pieces of the range a cancel left unhashed, ascending; everything else was
+    hashed. A cancelled CPU search leaves one piece per thread, so `hashes_done` alone cannot say which."""
 
     @property
     def hashrate(self) -> float:
@@ -74,6 +77,7 @@ class Scan:
     candidates: list[int]
     hashes_done: int
     cancelled: bool
+    unhashed: tuple[tuple[int, int], ...] = ()
 
 
 class CancelToken:
@@ -162,7 +166,7 @@ class ScanEngine(ABC):
                         refused=refused)
         if scan.hashes_done and elapsed > 0:
             self.hashrate = scan.hashes_done / elapsed
-        return SearchResult(found, scan.hashes_done, scan.cancelled, elapsed, refused)
+        return SearchResult(found, scan.hashes_done, scan.cancelled, elapsed, refused, scan.unhashed)
 
     @abstractmethod
     def close(self) -> None:

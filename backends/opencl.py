@@ -1,11 +1,13 @@
 """OpenCL engine: backends/kernels/scrypt.cl built for one device, launched over nonce ranges.
 
 Kernel parameters (nonces per work-item as SIMD lanes, lookup gap, work-items per launch) are picked
-at start by a short self-benchmark over candidates suited to the device type, unless given.
+at start by a short self-benchmark over candidates suited to the device type, unless given; with a
+`TuningCache`, the choice is kept per device, driver and kernel source and the next start skips it.
 Two launches stay queued so the device never idles while the host reads results; a cancel is
 seen between launches, so its latency is bounded by about two launch times.
 """
 
+import hashlib
 import math
 import struct
 import time
@@ -19,6 +21,7 @@ import pyopencl as cl
 import structlog
 
 from backends.engine import CancelToken, Scan, ScanEngine, SearchWork
+from backends.tuning import TuningCache, key_of
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +133,7 @@ class OpenClEngine(ScanEngine):
         *,
         source: str | None = None,
         tune_seconds: float = 0.3,
+        tuning_cache: TuningCache | None = None,
     ) -> None:
         super().__init__()
         if device is None:
@@ -145,11 +149,45 @@ class OpenClEngine(ScanEngine):
             raise OpenClUnavailable(f"cannot use {device.name}: {error}") from error
         self._programs: dict[tuple[int, int], cl.Program] = {}
         self.tuning: list[tuple[KernelParams, float]] = []
+        self.tuning_cached = False  # the shape came from the tuning cache, not a measurement
         if params is None:
-            params = self._tune(candidate_params(device), tune_seconds)
+            candidates = candidate_params(device)
+            key = self._tuning_key(candidates)
+            params = self._cached_params(tuning_cache, key, candidates)
+            if params is None:
+                params = self._tune(candidates, tune_seconds)
+                if tuning_cache is not None:
+                    shape = [params.lanes, params.lookup_gap, params.work_items, params.local_size]
+                    tuning_cache.put(key, {"engine": "opencl", "device": self.device,
+                                           "hashrate": self.hashrate, "params": shape})
         self._configure(params)
 
     # -- set-up ------------------------------------------------------------------------------
+
+    def _tuning_key(self, candidates: list[KernelParams]) -> str:
+        """Everything that can change the best shape: the driver, the device, the kernel, the choices."""
+        device, platform = self.cl_device, self.cl_device.platform
+        return key_of("opencl", platform.name, platform.version, device.name, device.vendor, device.version,
+                      device.driver_version, device.max_compute_units, device.global_mem_size,
+                      hashlib.sha256(self._source.encode()).hexdigest(), [c.describe() for c in candidates])
+
+    def _cached_params(self, cache: TuningCache | None, key: str,
+                       candidates: list[KernelParams]) -> KernelParams | None:
+        entry = cache.get(key) if cache is not None else None
+        if entry is None:
+            return None
+        try:
+            params = KernelParams(*entry["params"])
+            rate = float(entry["hashrate"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if params not in candidates or rate <= 0:
+            return None
+        self.hashrate = rate
+        self.tuning_cached = True
+        log.info("opencl parameters from the tuning cache", device=self.cl_device.name,
+                 params=params.describe(), khs=round(rate / 1000, 2))
+        return params
 
     def _program(self, params: KernelParams) -> cl.Program:
         key = (params.lanes, params.lookup_gap)
@@ -252,7 +290,9 @@ class OpenClEngine(ScanEngine):
             candidates += [nonce for nonce in reported if base <= nonce < base + count]
             done += count
             free.append(slot)
-        return Scan(candidates, done, done < work.nonce_count)
+        # Launches complete in order and a cancel only stops new ones: the hashed part is a prefix.
+        left = work.nonce_count - done
+        return Scan(candidates, done, left > 0, ((work.nonce_start + done, left),) if left else ())
 
     def close(self) -> None:
         self._queue.finish()

@@ -10,6 +10,12 @@ finishes and commits the task in hand, so a rebalance does not make anyone hash 
 Every worker also reads the control topic in full (not as a group): a coordinator's new epoch makes
 its older tasks stale, so the running one is cancelled (the CPU engine stops within one hash) and
 queued ones are skipped without hashing.
+
+Told to stop (SIGINT or SIGTERM: a Qubic client ending its idle phase), a worker stops hashing at
+once, sends the shares it found, hands the unhashed pieces of the task in hand and of the rest of its
+record back to their coordinator (`Returned`, which issues them again), commits, and leaves the group:
+within a second, losing nothing and making no one hash a nonce twice. Killed instead, it loses only
+the record in hand, which its partitions' next owner hashes again.
 """
 
 import argparse
@@ -34,6 +40,7 @@ from qscrypt.bus.messages import (
     Heartbeat,
     Message,
     MessageError,
+    Returned,
     Share,
     Status,
     Task,
@@ -50,6 +57,8 @@ from qscrypt.settings import ConfigError
 from qscrypt.signals import stop_on_signals
 
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+Pieces = tuple[tuple[int, int], ...]
+"""(nonce_start, count) pieces of a range."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class WorkerConfig:
     """A long task is searched in slices of about this long, so its shares go out as they are found."""
     rebalance_wait_s: float = 30.0
     """How long a rebalance waits for the task in hand to finish and commit."""
+    stop_grace_s: float = 0.5
+    """On stop, how long the hand-back and the commit may take: Qubic wants its idle command gone in a
+    second. Past it the record stays uncommitted (nothing is lost; its next owner hashes it again)."""
 
 
 class EmptyEngine:
@@ -84,6 +96,7 @@ class WorkerStats:
     tasks_done: int = 0
     tasks_cancelled: int = 0
     tasks_stale: int = 0
+    tasks_returned: int = 0  # handed back (whole or in part) on stop
     shares: int = 0
     hashes: int = 0
     commit_failures: int = 0
@@ -107,6 +120,7 @@ class Worker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._beat_now = asyncio.Event()
+        self._hashing_logged = False
         # The empty engine never blocks: calling it inline spares a thread hop per task.
         self._inline = isinstance(engine, EmptyEngine)
 
@@ -119,8 +133,7 @@ class Worker:
         try:
             await control.start()
             # Epochs first: tasks already stale when this worker starts are then skipped, not hashed.
-            while await self._read_control(control, 0.5):
-                pass
+            await self._catch_up(control)
             helpers = [asyncio.create_task(self._control_loop(control), name="worker-control"),
                        asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
                        asyncio.create_task(self._stop_watch(stop), name="worker-stop")]
@@ -188,6 +201,19 @@ class Worker:
                 self._learn(message)
         return bool(records)
 
+    async def _catch_up(self, control: Subscription) -> None:
+        """Read the control topic to the end it has now. Asking for the end, not waiting for a poll to
+        come back empty, saves half a second on every start: a Qubic idle phase starts many times."""
+        for _ in range(50):
+            lag = await control.lag()
+            if lag == 0:
+                return
+            if lag is None:
+                break
+            await self._read_control(control, 0.2)
+        while await self._read_control(control, 0.5):  # the bus cannot say where the end is
+            pass
+
     async def _control_loop(self, control: Subscription) -> None:
         while True:
             await self._read_control(control, 1.0)
@@ -212,21 +238,31 @@ class Worker:
 
     async def _task_loop(self, tasks: Subscription, stop: asyncio.Event) -> None:
         failures = 0
-        while not stop.is_set():
-            try:
-                records = await tasks.getmany(0.5, self.config.prefetch)
-            except BusUnavailable as exc:
-                self._log.warning("worker.tasks_unavailable", error=str(exc))
-                await asyncio.sleep(backoff_s(_BACKOFF_S, failures))
-                failures += 1
-                continue
-            failures = 0
-            if records:
-                self._idle.clear()
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                # Waiting for tasks must not hold up a stop: a poll can take half a second.
+                polling = asyncio.ensure_future(tasks.getmany(0.5, self.config.prefetch))
+                await asyncio.wait({polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not polling.done():
+                    await cancel_and_wait([polling])
+                    return  # what it would have read stays uncommitted, for the partitions' next owner
                 try:
-                    await self._process(tasks, records, stop)
-                finally:
-                    self._idle.set()
+                    records = polling.result()
+                except BusUnavailable as exc:
+                    self._log.warning("worker.tasks_unavailable", error=str(exc))
+                    await wait_event(stop, backoff_s(_BACKOFF_S, failures))
+                    failures += 1
+                    continue
+                failures = 0
+                if records:
+                    self._idle.clear()
+                    try:
+                        await self._process(tasks, records, stop)
+                    finally:
+                        self._idle.set()
+        finally:
+            stopped.cancel()
 
     async def _process(self, tasks: Subscription, records: list[Record], stop: asyncio.Event) -> None:
         offsets: dict[int, int] = {}
@@ -234,26 +270,42 @@ class Worker:
         for record in records:
             if record.partition in self._revoked:
                 continue  # its new owner reads it again from the last commit
+            if stop.is_set():
+                break  # not started: left uncommitted, whole, for the partitions' next owner
             try:
                 messages = decode_all(record.value)
             except MessageError as exc:
                 self._log.warning("worker.bad_task_record", error=str(exc))
                 messages = []
-            finished = True
             for message in messages:
-                if isinstance(message, Task) and not await self._work(message, outbox, stop):
-                    finished = False
-                    break
-            if not finished:
-                break  # stopping mid-task: the record stays uncommitted for the next owner
+                if isinstance(message, Task):
+                    # Every task gets a result, even when stopping (then a hand-back): the record can
+                    # then be committed without anyone hashing its done part again.
+                    await self._work(message, outbox, stop)
             offsets[record.partition] = record.offset + 1
-        if not await self._settle(outbox, stop):
-            return  # stopping with results unacknowledged: uncommitted, so the tasks are hashed again
+        if not stop.is_set() and await self._settle(outbox, stop):
+            try:
+                await self._commit(tasks, offsets)
+            except CommitFailed as exc:
+                self.stats.commit_failures += 1
+                self._log.info("worker.commit_lost", error=str(exc))
+            return
+        await self._finish_stopping(tasks, outbox, offsets)
+
+    async def _finish_stopping(self, tasks: Subscription, outbox: "_Outbox", offsets: dict[int, int]) -> None:
+        """Results and hand-backs acknowledged, then the commit, all within `stop_grace_s`. A record is
+        committed only once every result of it is acknowledged: else its next owner hashes it again."""
         try:
-            await self._commit(tasks, offsets)
-        except CommitFailed as exc:
+            async with asyncio.timeout(self.config.stop_grace_s):
+                if not await outbox.settled():
+                    self._log.warning("worker.stop_results_unsent", pending=outbox.pending)
+                    return
+                await tasks.commit(offsets)
+        except TimeoutError:
+            self._log.warning("worker.stop_grace_exceeded", grace_s=self.config.stop_grace_s)
+        except (BusUnavailable, CommitFailed) as exc:
             self.stats.commit_failures += 1
-            self._log.info("worker.commit_lost", error=str(exc))
+            self._log.warning("worker.stop_commit_failed", error=str(exc))
 
     async def _settle(self, outbox: "_Outbox", stop: asyncio.Event) -> bool:
         """Send results until the bus acknowledges every one (a broker restart only delays them);
@@ -279,13 +331,15 @@ class Worker:
                     return
                 await asyncio.sleep(delay)
 
-    async def _work(self, task: Task, outbox: "_Outbox", stop: asyncio.Event) -> bool:
-        """Hash one task and queue its results; False when stopping cut it short."""
+    async def _work(self, task: Task, outbox: "_Outbox", stop: asyncio.Event) -> None:
+        """Hash one task and queue its result: done, cancelled (its job is over), or, when stopping,
+        handed back with the pieces left unhashed."""
         if self._is_stale(task.id):
             self.stats.tasks_stale += 1
-            return True
+            return
         if stop.is_set():
-            return False
+            self._hand_back(task, 0, 0.0, 0, ((task.nonce_start, task.nonce_count),), outbox)
+            return
         coordinator = task.id.coordinator
         if task.id.epoch > self._epochs.get(coordinator, (-1, True))[0]:
             self._epochs[coordinator] = (task.id.epoch, True)
@@ -297,16 +351,18 @@ class Worker:
             # Nothing to cancel in a search that returns at once: no token, no thread.
             result = self.engine.search(SearchWork(task.header_prefix, task.nonce_start, task.nonce_count,
                                                    task.target), _NEVER_CANCELLED)
-            hashes, found, remaining, cancelled = result.hashes_done, len(result.found), 0, False
+            hashes, found, unhashed, cancelled = result.hashes_done, len(result.found), (), False
         else:
-            hashes, found, remaining, cancelled = await self._search(task, outbox)
+            hashes, found, unhashed, cancelled = await self._search(task, outbox)
         elapsed = time.perf_counter() - started
         self.stats.hashes += hashes
         self.stats.shares += found
         status = Status.DONE
-        if cancelled and remaining:
+        if cancelled and unhashed:
             if not self._is_stale(task.id):
-                return False  # cancelled by stop while the job is live: the next owner hashes it
+                # Cancelled by stop while the job is live: the coordinator issues the rest again.
+                self._hand_back(task, hashes, elapsed, found, unhashed, outbox)
+                return
             status = Status.CANCELLED
             self.stats.tasks_cancelled += 1
             announced = self._announced_at.get(coordinator)
@@ -316,12 +372,17 @@ class Worker:
             self.stats.tasks_done += 1
         outbox.add(Done(task.id, self.config.worker_id, status, task.extranonce2, task.nonce_start,
                         task.nonce_count, hashes, elapsed, found, task.issued_at), task.reply_partition)
-        return True
 
-    async def _search(self, task: Task, outbox: "_Outbox") -> tuple[int, int, int, bool]:
+    def _hand_back(self, task: Task, hashes: int, elapsed: float, found: int,
+                   unhashed: Pieces, outbox: "_Outbox") -> None:
+        self.stats.tasks_returned += 1
+        outbox.add(Returned(task.id, self.config.worker_id, task.extranonce2, task.nonce_start,
+                            task.nonce_count, hashes, elapsed, found, unhashed), task.reply_partition)
+
+    async def _search(self, task: Task, outbox: "_Outbox") -> tuple[int, int, Pieces, bool]:
         """Search in slices of about `slice_s`, sending each slice's shares at once.
 
-        Returns (hashes done, shares found, nonces left, cancelled)."""
+        Returns (hashes done, shares found, (start, count) pieces left unhashed, cancelled)."""
         cancel = CancelToken()
         self._running = (task.id, cancel)
         hashes, found, start, remaining = 0, 0, task.nonce_start, task.nonce_count
@@ -330,6 +391,10 @@ class Worker:
                 rate = self.meter.rate or self.engine.hashrate
                 size = remaining if rate <= 0 else max(1, min(remaining, int(rate * self.config.slice_s)))
                 work = SearchWork(task.header_prefix, start, size, task.target)
+                if not self._hashing_logged:
+                    # What an operator (or a Qubic phase test) reads for "hashing N s after start".
+                    self._hashing_logged = True
+                    self._log.info("worker.hashing", engine=self.engine.name)
                 result = await search_async(self.engine, work, cancel)
                 self.meter.add(result)
                 hashes += result.hashes_done
@@ -340,12 +405,13 @@ class Worker:
                 if result.found:
                     await outbox.send()
                 if result.cancelled:
-                    return hashes, found, remaining, True
+                    rest = ((start + size, remaining - size),) if remaining > size else ()
+                    return hashes, found, result.unhashed + rest, True
                 start += size
                 remaining -= size
         finally:
             self._running = None
-        return hashes, found, 0, False
+        return hashes, found, (), False
 
     async def _stop_watch(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -458,9 +524,16 @@ def bus_config(args: argparse.Namespace) -> BusConfig:
 def _create_engine(args: argparse.Namespace) -> Engine:
     if args.engine == "empty":
         return EmptyEngine()
-    from backends.devices import EngineOptions, create_engine
+    if args.engine == "cpu":
+        # Straight to the CPU engine: backends.devices loads OpenCL (numpy, pyopencl), 0.1 s of a start.
+        from backends.cpu import CpuEngine
 
-    return create_engine(EngineOptions(engine=args.engine, threads=args.threads, opencl_device=args.device))
+        return CpuEngine(args.threads)
+    from backends.devices import EngineOptions, create_engine
+    from backends.tuning import default_path
+
+    return create_engine(EngineOptions(engine=args.engine, threads=args.threads, opencl_device=args.device,
+                                       tuning_cache=default_path()))
 
 
 async def main(args: argparse.Namespace) -> int:

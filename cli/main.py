@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import aggregator.cli
 import api.cli
 import backends.cli
+import backends.qubic
 import backends.worker
 import fleet.cli
 import payouts.cli
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_delegated(sub, "api", api.cli, lambda c: c.api, "run the decision API")
     _add_delegated(sub, "worker", backends.worker, lambda c: None, "run a Kafka hashing worker")
+    _add_delegated(sub, "qubic", backends.qubic, lambda c: None,
+                   "run the miner or worker in a Qubic client's idle phases (setup, check)")
     _add_delegated(sub, "spill", proxy.spill, lambda c: c.proxy,
                    "show (status) or write into PostgreSQL (replay) the shares and blocks waiting on disk")
     _add_delegated(sub, "fleet", fleet.cli, lambda c: c.fleet,

@@ -5,6 +5,10 @@ heartbeats). The coordinator keeps `tasks_ahead` tasks queued for each live work
 takes `task_seconds` at that worker's measured rate, by writing to that worker's partitions. A
 partition with no known live owner gets one task at the initial size, so a new worker always finds
 work and so reveals its rate and assignment.
+
+A worker that stops mid-task (its Qubic idle phase ends) hands the unhashed pieces of its tasks back
+(`Returned`); they wait in `given_back` and are issued again before any new range is cut, so a range
+is neither lost nor hashed twice however often workers come and go.
 """
 
 import time
@@ -12,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from proxy.coordinator.config import CoordinatorConfig
-from qscrypt.bus.messages import Done, Heartbeat, Status, Task
+from qscrypt.bus.messages import Done, Heartbeat, Returned, Status, Task
 
 _RATE_WEIGHT = 0.3  # EWMA weight of a new rate sample: follows a worker within a few tasks
 _MIN_SAMPLE_S = 0.05  # shorter searches are dominated by overheads, not hashing
@@ -36,12 +40,43 @@ class Outstanding:
     delivered: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """An unhashed piece of a handed-back task: its own position in the nonce space, so it is a task."""
+
+    position: int
+    extranonce2: bytes
+    nonce_start: int
+    nonce_count: int
+
+
+def _same_range(task: Task, result: Done | Returned) -> bool:
+    # A piece handed back from a task's first nonce has the task's seq: only the range tells them apart.
+    return (task.extranonce2, task.nonce_start, task.nonce_count) == (
+        result.extranonce2, result.nonce_start, result.nonce_count)
+
+
+def unhashed_pieces(task: Task, unhashed: tuple[tuple[int, int], ...]) -> list[Piece]:
+    """The pieces a worker says it left, checked to lie inside the task, ascending and apart; if they do
+    not (a broken or lying worker), the whole range: hashing part of it twice beats losing any."""
+    end = task.nonce_start + task.nonce_count
+    pieces: list[Piece] = []
+    at = task.nonce_start
+    for start, count in unhashed:
+        if count < 1 or start < at or start + count > end:
+            return [Piece(task.id.seq, task.extranonce2, task.nonce_start, task.nonce_count)]
+        pieces.append(Piece(task.id.seq + start - task.nonce_start, task.extranonce2, start, count))
+        at = start + count
+    return pieces
+
+
 @dataclass
 class BookStats:
     completed: int = 0
     duplicates: int = 0  # results for tasks already complete: redeliveries, re-issues
     cancelled: int = 0
     reissued: int = 0
+    returned: int = 0  # tasks handed back, whole or in part, by stopping workers
     hashes: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1 << 16))  # issue -> result, s
 
@@ -54,6 +89,7 @@ class TaskBook:
         self.owner: dict[int, str] = {}
         self.outstanding: dict[int, Outstanding] = {}  # by task seq (its position), current epoch only
         self.queued = [0] * partitions
+        self.given_back: deque[Piece] = deque()  # current epoch only, issued again before new ranges
         self.epoch: int | None = None
         self.stats = BookStats()
 
@@ -61,6 +97,7 @@ class TaskBook:
         """Tasks of older epochs are stale: workers skip them, so they no longer count as queued."""
         self.epoch = epoch
         self.outstanding.clear()
+        self.given_back.clear()
         self.queued = [0] * self.partitions
 
     def _worker(self, worker_id: str, now: float) -> WorkerView:
@@ -84,15 +121,15 @@ class TaskBook:
     def completed(self, done: Done, now: float) -> bool:
         """Record a result; False when it repeats one already counted (a redelivery)."""
         view = self._worker(done.worker, now)
-        if done.status is not Status.STALE and done.elapsed_s >= _MIN_SAMPLE_S and done.hashes_done:
-            sample = done.hashes_done / done.elapsed_s
-            view.rate = sample if not view.rate else (1 - _RATE_WEIGHT) * view.rate + _RATE_WEIGHT * sample
+        if done.status is not Status.STALE:
+            self._sample(view, done.hashes_done, done.elapsed_s)
         if done.task.epoch != self.epoch:
             return False
-        entry = self.outstanding.pop(done.task.seq, None)
-        if entry is None:
+        entry = self.outstanding.get(done.task.seq)
+        if entry is None or not _same_range(entry.task, done):
             self.stats.duplicates += 1
             return False
+        del self.outstanding[done.task.seq]
         self.queued[entry.partition] -= 1
         view.tasks_done += 1
         view.hashes_done += done.hashes_done
@@ -103,6 +140,42 @@ class TaskBook:
             self.stats.completed += 1
         self.stats.latencies.append(max(0.0, time.time() - done.issued_at))
         return True
+
+    def returned(self, back: Returned, now: float) -> bool:
+        """A stopping worker's hand-back: what it hashed counts, its unhashed pieces wait in `given_back`.
+        False when it repeats a result already counted, or its epoch is over (nothing to issue again)."""
+        view = self._worker(back.worker, now)
+        self._sample(view, back.hashes_done, back.elapsed_s)
+        if back.task.epoch != self.epoch:
+            return False
+        entry = self.outstanding.get(back.task.seq)
+        if entry is None or not _same_range(entry.task, back):
+            self.stats.duplicates += 1
+            return False
+        del self.outstanding[back.task.seq]
+        self.queued[entry.partition] -= 1
+        self.given_back.extend(unhashed_pieces(entry.task, back.unhashed))
+        view.hashes_done += back.hashes_done
+        self.stats.hashes += back.hashes_done
+        self.stats.returned += 1
+        return True
+
+    def take_given_back(self, count: int) -> Piece | None:
+        """Up to `count` nonces of the oldest handed-back piece (the rest stays, itself a piece)."""
+        if not self.given_back:
+            return None
+        piece = self.given_back[0]
+        if piece.nonce_count <= count:
+            return self.given_back.popleft()
+        self.given_back[0] = Piece(piece.position + count, piece.extranonce2, piece.nonce_start + count,
+                                   piece.nonce_count - count)
+        return Piece(piece.position, piece.extranonce2, piece.nonce_start, count)
+
+    @staticmethod
+    def _sample(view: WorkerView, hashes: int, elapsed_s: float) -> None:
+        if elapsed_s >= _MIN_SAMPLE_S and hashes:
+            sample = hashes / elapsed_s
+            view.rate = sample if not view.rate else (1 - _RATE_WEIGHT) * view.rate + _RATE_WEIGHT * sample
 
     def alive(self, now: float) -> list[WorkerView]:
         return [w for w in self.workers.values() if now - w.last_seen <= self.config.worker_timeout_s]

@@ -26,9 +26,9 @@ from mining.target import (
     share_target_to_difficulty,
 )
 from proxy.accounting import Accounting
-from proxy.coordinator.book import TaskBook
+from proxy.coordinator.book import Piece, TaskBook
 from proxy.coordinator.config import CoordinatorConfig
-from proxy.coordinator.space import NonceSpace
+from proxy.coordinator.space import NonceSpace, Range
 from proxy.coordinator.store import Cursor, CursorStore, MemoryCursorStore, StoreError
 from proxy.coordinator.throttle import ShareThrottle
 from proxy.upstream.base import Upstream, UpstreamWork
@@ -40,6 +40,7 @@ from qscrypt.bus.messages import (
     Epoch,
     Heartbeat,
     MessageError,
+    Returned,
     Share,
     Task,
     TaskId,
@@ -206,7 +207,7 @@ class Coordinator:
 
     @property
     def drained(self) -> bool:
-        return self._draining and not self.book.outstanding
+        return self._draining and not self.book.outstanding and not self.book.given_back
 
     async def close(self) -> None:
         """Stop without announcing an inactive epoch: a restarted coordinator resumes the same one."""
@@ -329,15 +330,20 @@ class Coordinator:
                 return
             now = time.monotonic()
             sends = [(entry.task, partition) for entry, partition in self.book.expired(now)]
-            for partition, count in [] if self._draining else self.book.wants(now):
-                taken = state.space.take(count)
+            for partition, count in self.book.wants(now):
+                # Pieces stopping workers handed back go out first (also while draining: they are owed).
+                taken: Range | Piece | None = self.book.take_given_back(count)
                 if taken is None:
-                    if not self._exhausted_logged:
-                        self._log.warning("coordinator.space_exhausted", epoch=state.epoch)
-                        self._exhausted_logged = True
-                    break
-                if not await self._reserve(taken.end):
-                    break
+                    if self._draining:
+                        break
+                    taken = state.space.take(count)
+                    if taken is None:
+                        if not self._exhausted_logged:
+                            self._log.warning("coordinator.space_exhausted", epoch=state.epoch)
+                            self._exhausted_logged = True
+                        break
+                    if not await self._reserve(taken.end):
+                        break
                 task = Task(TaskId(self.config.coordinator_id, state.epoch, taken.position),
                             state.work.job.job_id, taken.extranonce2, taken.nonce_start, taken.nonce_count,
                             state.share_target, state.header_prefix(taken.extranonce2),
@@ -424,6 +430,9 @@ class Coordinator:
                     if isinstance(message, Done):
                         if message.task.coordinator == me:
                             self.book.completed(message, now)
+                    elif isinstance(message, Returned):
+                        if message.task.coordinator == me:
+                            self.book.returned(message, now)
                     elif isinstance(message, Share):
                         if message.task.coordinator == me:
                             shares.append(message)

@@ -62,6 +62,11 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     def assignment(self) -> frozenset[int]: ...
 
+    async def lag(self) -> int | None:
+        """Records between this consumer's positions and the ends of its partitions now; None where the
+        bus cannot say. Lets a reader catch up with a topic without waiting for an empty poll."""
+        return None
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Leave the group; uncommitted records go to whoever owns their partitions next."""

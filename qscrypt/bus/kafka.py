@@ -194,6 +194,18 @@ class _KafkaSubscription(Subscription):
     def assignment(self) -> frozenset[int]:
         return frozenset(tp.partition for tp in self._consumer.assignment())
 
+    async def lag(self) -> int | None:
+        partitions = list(self._consumer.assignment())
+        if not partitions:
+            return None
+        try:
+            ends = await self._consumer.end_offsets(partitions)
+            positions = [await self._consumer.position(tp) for tp in partitions]
+        except KafkaError:
+            return None  # unknown for now; the caller falls back to reading until a poll is empty
+        return sum(max(0, int(ends[tp]) - int(position))
+                   for tp, position in zip(partitions, positions, strict=True))
+
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
         try:
             batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)

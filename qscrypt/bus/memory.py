@@ -164,6 +164,11 @@ class _Reader(Subscription):
     def assignment(self) -> frozenset[int]:
         return frozenset(self._positions)
 
+    async def lag(self) -> int | None:
+        partitions = self._topic.partitions
+        return sum(max(0, partitions[i].next_offset - max(position, partitions[i].first_offset))
+                   for i, position in self._positions.items())
+
     async def getmany(self, timeout_s: float, max_records: int) -> list[Record]:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self._closed:

@@ -26,6 +26,7 @@ class Kind(IntEnum):
     HEARTBEAT = 4
     EPOCH = 5
     BATCH = 6
+    RETURNED = 7
 
 
 class Status(IntEnum):
@@ -82,6 +83,25 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
+class Returned:
+    """A task handed back by a worker that is stopping (Qubic's idle phase ending, SIGINT, SIGTERM):
+    it hashed all of the task's range but the `unhashed` pieces, which the coordinator issues again.
+
+    A plain `Done` cannot say this: a cancelled multi-threaded search leaves one unhashed tail per
+    thread, and leaving the task uncommitted instead makes its next owner hash the done part again."""
+
+    task: TaskId
+    worker: str
+    extranonce2: bytes
+    nonce_start: int
+    nonce_count: int
+    hashes_done: int
+    elapsed_s: float
+    found: int
+    unhashed: tuple[tuple[int, int], ...]  # (nonce_start, count), ascending, inside the task's range
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     coordinator: int  # which coordinator's results partition this went to
     worker: str
@@ -102,13 +122,15 @@ class Epoch:
     sent_at: float
 
 
-Message = Task | Share | Done | Heartbeat | Epoch
+Message = Task | Share | Done | Returned | Heartbeat | Epoch
 
 _TASK = struct.Struct(">BHQQHBdIQ32s76s")
 _SHARE = struct.Struct(">BHQQI")
 _DONE = struct.Struct(">BHQQBIQQdId")
 _HEARTBEAT = struct.Struct(">BHdd")
 _EPOCH = struct.Struct(">BHQHBd")
+_RETURNED = struct.Struct(">BHQQIQQdIH")
+_PIECE = struct.Struct(">IQ")
 _BATCH = struct.Struct(">BH")
 _LENGTH = struct.Struct(">H")
 MAX_BATCH = 500  # messages per record: ~80 kB of tasks, well inside Kafka's 1 MB default
@@ -135,6 +157,13 @@ def encode(message: Message) -> bytes:
         return (_DONE.pack(Kind.DONE, t.coordinator, t.epoch, t.seq, message.status, message.nonce_start,
                            message.nonce_count, message.hashes_done, message.elapsed_s, message.found,
                            message.issued_at)
+                + _blob(message.extranonce2) + _blob(message.worker.encode()))
+    if isinstance(message, Returned):
+        t = message.task
+        return (_RETURNED.pack(Kind.RETURNED, t.coordinator, t.epoch, t.seq, message.nonce_start,
+                               message.nonce_count, message.hashes_done, message.elapsed_s, message.found,
+                               len(message.unhashed))
+                + b"".join(_PIECE.pack(start, count) for start, count in message.unhashed)
                 + _blob(message.extranonce2) + _blob(message.worker.encode()))
     if isinstance(message, Heartbeat):
         parts = sorted(message.partitions)
@@ -207,6 +236,18 @@ def _decode(data: bytes) -> Message:
         worker, _ = _read_blob(data, at)
         return Done(TaskId(coordinator, epoch, seq), worker.decode(), Status(status), extranonce2, start,
                     count, hashes, elapsed, found, issued_at)
+    if kind == Kind.RETURNED:
+        (_, coordinator, epoch, seq, start, count, hashes, elapsed, found,
+         pieces) = _RETURNED.unpack_from(data)
+        at = _RETURNED.size
+        unhashed = []
+        for _ in range(pieces):
+            unhashed.append(_PIECE.unpack_from(data, at))
+            at += _PIECE.size
+        extranonce2, at = _read_blob(data, at)
+        worker, _ = _read_blob(data, at)
+        return Returned(TaskId(coordinator, epoch, seq), worker.decode(), extranonce2, start, count, hashes,
+                        elapsed, found, tuple(unhashed))
     if kind == Kind.HEARTBEAT:
         _, coordinator, rate, sent_at = _HEARTBEAT.unpack_from(data)
         worker, at = _read_blob(data, _HEARTBEAT.size)

@@ -26,7 +26,17 @@ from proxy.coordinator import Coordinator, CoordinatorConfig, CursorStore
 from proxy.upstream.pool import PoolUpstream
 from qscrypt.bus import Bus, BusConfig, Subscription, create_bus
 from qscrypt.bus.aio import cancel_and_wait
-from qscrypt.bus.messages import Done, Heartbeat, MessageError, Share, Status, Task, TaskId, decode_all
+from qscrypt.bus.messages import (
+    Done,
+    Heartbeat,
+    MessageError,
+    Returned,
+    Share,
+    Status,
+    Task,
+    TaskId,
+    decode_all,
+)
 from qscrypt.devnet.kafka import KafkaBroker
 from tests.stratum_peers import PoolServer
 
@@ -272,3 +282,48 @@ def assert_exact_cover(issued: dict[TaskId, Task], dones: list[Done]) -> dict[Ta
     assert not missing, f"{len(missing)} issued ranges were never hashed, e.g. {first}"
     return completions
 
+
+
+Span = tuple[bytes, int, int]  # (extranonce2, first nonce, end)
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for en2, start, end in sorted(spans):
+        if out and out[-1][0] == en2 and out[-1][2] >= start:
+            out[-1] = (en2, out[-1][1], max(out[-1][2], end))
+        else:
+            out.append((en2, start, end))
+    return out
+
+
+def hashed_spans(dones: list[Done], returns: list[Returned]) -> list[Span]:
+    """Every span of nonces a worker reports it hashed: whole completed tasks, and the part of each
+    handed-back task outside its unhashed pieces (checked against the hashes it counts)."""
+    spans = [(d.extranonce2, d.nonce_start, d.nonce_start + d.nonce_count) for d in dones
+             if d.status is Status.DONE]
+    for back in returns:
+        at, done = back.nonce_start, 0
+        for start, count in (*back.unhashed, (back.nonce_start + back.nonce_count, 0)):
+            if start > at:
+                spans.append((back.extranonce2, at, start))
+                done += start - at
+            at = start + count
+        assert done == back.hashes_done, f"a hand-back counts {back.hashes_done} hashes but spans {done}"
+    return spans
+
+
+def assert_hashed_once(tasks: list[Task], dones: list[Done], returns: list[Returned]) -> int:
+    """Across every hand-back and re-issue: no nonce hashed twice, and every nonce ever issued hashed.
+    Returns how many nonces that is."""
+    spans = sorted(hashed_spans(dones, returns))
+    for (en2_a, start_a, end_a), (en2_b, start_b, end_b) in itertools.pairwise(spans):
+        assert en2_a != en2_b or start_b >= end_a, \
+            f"hashed twice: {en2_a.hex()} nonces {start_a}..{end_a} and {start_b}..{end_b}"
+    issued = _merged([(t.extranonce2, t.nonce_start, t.nonce_start + t.nonce_count) for t in tasks])
+    hashed = _merged(spans)
+    if hashed != issued:
+        missing = [span for span in issued if span not in hashed][:3]
+        raise AssertionError(f"issued and hashed differ: {len(issued)} issued spans, {len(hashed)} hashed; "
+                             f"e.g. issued {[(e.hex(), a, b) for e, a, b in missing]}")
+    return sum(end - start for _, start, end in hashed)

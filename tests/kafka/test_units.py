@@ -27,6 +27,7 @@ from qscrypt.bus.messages import (
     Epoch,
     Heartbeat,
     MessageError,
+    Returned,
     Share,
     Status,
     Task,
@@ -47,6 +48,9 @@ TASK = Task(TaskId(3, 1_795_000_000_123, 5 << 32 | 77), "job-9", bytes([3, 0, 0,
     Share(TASK.id, "rig-1", TASK.extranonce2, 0xFFFFFFFF),
     Done(TASK.id, "rig-1", Status.CANCELLED, TASK.extranonce2, 77, 1000, 420, 0.125, 2, 1_700_000_000.5),
     Heartbeat(3, "rig-1", 2817.5, frozenset({0, 5, 11}), 1_700_000_001.0),
+    Returned(TASK.id, "rig-1", TASK.extranonce2, 77, (1 << 32) - 77, 900, 0.25, 1,
+             ((400, 100), (1 << 31, (1 << 32) - (1 << 31)))),
+    Returned(TASK.id, "rig-1", TASK.extranonce2, 77, 1000, 0, 0.0, 0, ((77, 1000),)),
     Epoch(3, 1_795_000_000_123, "job-9", 1, False, 1_700_000_002.0),
 ])
 def test_messages_round_trip(message: object) -> None:
@@ -99,7 +103,9 @@ def _task(seq: int) -> Task:
 
 
 def _done(seq: int, worker: str, hashes: int, elapsed: float) -> Done:
-    return Done(TaskId(3, 1, seq), worker, Status.DONE, b"", 0, hashes, hashes, elapsed, 0, 0.0)
+    # A worker's result names its task's range (the book checks it: a handed-back piece may share a seq).
+    return Done(TaskId(3, 1, seq), worker, Status.DONE, TASK.extranonce2, TASK.nonce_start, TASK.nonce_count,
+                hashes, elapsed, 0, 0.0)
 
 
 def test_book_sizes_tasks_by_each_workers_rate_and_fills_its_partitions() -> None:
@@ -118,6 +124,41 @@ def test_book_sizes_tasks_by_each_workers_rate_and_fills_its_partitions() -> Non
     assert not book.completed(_done(2, "slow", 3000, 1.0), 1.0)  # a redelivery counts once
     assert book.stats.duplicates == 1
     assert book.wants(1.0) == [(2, 6000)] or book.wants(1.0) == [(3, 6000)]
+
+
+def test_book_issues_handed_back_pieces_before_new_ranges() -> None:
+    book = TaskBook(2, _config())
+    book.new_epoch(1)
+    task = dataclasses.replace(TASK, id=TaskId(3, 1, 5000), extranonce2=b"\x03\x00", nonce_start=5000,
+                               nonce_count=1000)
+    book.add(task, 0, 0.0)
+    # Two threads stopped part-way: 5300..5499 and 5800..5999 left.
+    back = Returned(task.id, "rig", task.extranonce2, 5000, 1000, 600, 0.5, 0, ((5300, 200), (5800, 200)))
+    assert book.returned(back, 1.0)
+    assert not book.returned(back, 1.0) and book.stats.duplicates == 1  # a redelivery counts once
+    assert book.outstanding == {} and book.stats.returned == 1 and book.stats.hashes == 600
+    first = book.take_given_back(150)
+    assert first is not None and (first.position, first.nonce_start, first.nonce_count) == (5300, 5300, 150)
+    rest = [book.take_given_back(1000) for _ in range(3)]
+    assert [(p.position, p.nonce_start, p.nonce_count) for p in rest if p] == [(5450, 5450, 50),
+                                                                                 (5800, 5800, 200)]
+    assert rest[2] is None
+    # A piece that starts at the task's first nonce has the task's seq: only the range tells them apart,
+    # so a late result for the original task does not complete the piece.
+    book.add(dataclasses.replace(task, nonce_count=10), 1, 2.0)
+    late = Done(task.id, "other", Status.DONE, task.extranonce2, 5000, 1000, 1000, 0.5, 0, 0.0)
+    assert not book.completed(late, 2.0) and 5000 in book.outstanding
+
+
+@pytest.mark.parametrize("unhashed", [((4000, 10),), ((5990, 20),), ((5500, 10), (5400, 10)), ((5100, 0),)])
+def test_book_takes_the_whole_range_back_from_a_worker_whose_pieces_do_not_fit(
+        unhashed: tuple[tuple[int, int], ...]) -> None:
+    book = TaskBook(1, _config())
+    book.new_epoch(1)
+    task = dataclasses.replace(TASK, id=TaskId(3, 1, 5000), nonce_start=5000, nonce_count=1000)
+    book.add(task, 0, 0.0)
+    assert book.returned(Returned(task.id, "liar", task.extranonce2, 5000, 1000, 990, 0.5, 0, unhashed), 1.0)
+    assert [(p.position, p.nonce_start, p.nonce_count) for p in book.given_back] == [(5000, 5000, 1000)]
 
 
 def test_book_moves_tasks_of_a_stuck_worker_and_forgets_the_dead() -> None:
