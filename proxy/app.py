@@ -75,7 +75,8 @@ class Proxy:
 
             self.writer = ShareWriter(log, dsn, self.journal.quarantine, self.accounting,
                                       config.share_flush_s, records=[(self.blocks, insert_block)],
-                                      metrics=self.metrics)
+                                      metrics=self.metrics, retention_days=config.share_retention_days,
+                                      pplns_factor=config.pplns_factor)
         self._metrics_http: WSGIServer | None = None
         self.ports: dict[str, int] = {}
         self.link: WorkerLink | None = None
