@@ -695,6 +695,160 @@ async def list_switch_events(request: web.Request, p: models.SwitchEventsParams)
     return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
+# --- dashboard: pool and account pages, bans -------------------------------------------------------
+
+ONLINE_WINDOW_S = 600.0
+_RECENT = 10
+_SERIES_STEP_S = {"1h": 300.0, "24h": 300.0, "7d": 3600.0}
+_SERIES_SPAN = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+def _etagged(request: web.Request, body: Any) -> web.Response:
+    """The body with a validator of its content: a poll that finds it unchanged gets a 304."""
+    etag = 'W/"' + hashlib.sha256(_dumps(body).encode()).hexdigest()[:32] + '"'
+    return _conditional(request, etag, lambda: body)
+
+
+def _points(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": r["ts"],
+            "hashrate_hs": r["hashrate_hs"] or 0.0,
+            "accepted": r["accepted"],
+            "rejected": r["rejected"],
+            "stale": r["stale"],
+        }
+        for r in rows
+    ]
+
+
+def _series_range(request: web.Request, window: str) -> tuple[datetime, datetime, float]:
+    now = request.app[DECIDER].now()
+    return now - _SERIES_SPAN[window], now, _SERIES_STEP_S[window]
+
+
+@route(
+    "GET",
+    "/v1/overview",
+    "The pool page: hashrate, miners online, shares, blocks, where each profile mines, upstreams",
+    answer=models.Overview,
+    errors=(503,),
+    etag=True,
+)
+async def overview(request: web.Request, p: models.NoParams) -> web.Response:
+    pool = request.app[POOL]
+    now = request.app[DECIDER].now()
+    hour, day = now - timedelta(hours=1), now - timedelta(days=1)
+    workers_online, miners_online = await db.online(pool, now - timedelta(seconds=ONLINE_WINDOW_S))
+    body = {
+        "hashrate_1h_hs": await db.pool_hashrate(pool, hour, 3600.0),
+        "hashrate_24h_hs": await db.pool_hashrate(pool, day, 86400.0),
+        "online_window_s": ONLINE_WINDOW_S,
+        "workers_online": workers_online,
+        "miners_online": miners_online,
+        "shares_24h": _rows(await db.share_counts(pool, day)),
+        "blocks": await db.block_counts(pool),
+        "profiles": _rows(await db.profiles_now(pool)),
+        "upstreams": _rows(await db.upstream_states(pool)),
+        "switches": _rows(await db.switch_events(pool, None, None, None, None, _RECENT)),
+        "failovers": _rows(await db.recent_failovers(pool, _RECENT)),
+    }
+    return _etagged(request, body)
+
+
+@route(
+    "GET",
+    "/v1/hashrate",
+    "The pool's hashrate and shares per step, from the 5-minute rollups",
+    answer=models.HashrateSeries,
+    errors=(503,),
+    etag=True,
+)
+async def pool_hashrate(request: web.Request, p: models.HashrateParams) -> web.Response:
+    start, end, step = _series_range(request, p.window)
+    rows = await db.pool_series(request.app[POOL], start, end, step)
+    return _etagged(request, {"window": p.window, "step_s": step, "points": _points(rows)})
+
+
+@route(
+    "GET",
+    "/v1/accounts/{account}/workers",
+    "An account's workers: hashrate, last share, shares of the last day by result and reason",
+    answer=models.AccountWorkerList,
+    errors=(503,),
+    etag=True,
+)
+async def account_workers(request: web.Request, p: models.AccountWorkersParams) -> web.Response:
+    now = request.app[DECIDER].now()
+    rows = await db.account_workers(
+        request.app[POOL], p.account, now - timedelta(days=1), now - timedelta(hours=1), p.after, p.limit
+    )
+    body = {
+        "account": p.account,
+        "items": _rows(rows),
+        "next_after": rows[-1]["name"] if len(rows) == p.limit else None,
+    }
+    return _etagged(request, body)
+
+
+@route(
+    "GET",
+    "/v1/accounts/{account}/hashrate",
+    "An account's hashrate per worker and in total, per step, from the 5-minute rollups",
+    answer=models.AccountHashrate,
+    errors=(503,),
+    etag=True,
+)
+async def account_hashrate(request: web.Request, p: models.AccountHashrateParams) -> web.Response:
+    start, end, step = _series_range(request, p.window)
+    rows = await db.account_series(request.app[POOL], p.account, start, end, step)
+    workers: dict[str, list[asyncpg.Record]] = {}
+    totals: dict[datetime, dict[str, Any]] = {}
+    for r in rows:
+        workers.setdefault(r["worker"], []).append(r)
+        t = totals.setdefault(
+            r["ts"], {"ts": r["ts"], "hashrate_hs": 0.0, "accepted": 0, "rejected": 0, "stale": 0}
+        )
+        t["hashrate_hs"] += r["hashrate_hs"] or 0.0
+        for key in ("accepted", "rejected", "stale"):
+            t[key] += r[key]
+    body = {
+        "account": p.account,
+        "window": p.window,
+        "step_s": step,
+        "total": [totals[ts] for ts in sorted(totals)],
+        "workers": [{"worker": w, "points": _points(points)} for w, points in workers.items()],
+    }
+    return _etagged(request, body)
+
+
+@route("GET", "/v1/bans", "The operator's bans (admin)", answer=models.BanList, write=True)
+async def list_bans(request: web.Request, p: models.BansParams) -> web.Response:
+    rows = await db.bans(request.app[POOL], p.after, p.limit)
+    return _json({"items": _rows(rows), "next_after": rows[-1]["id"] if len(rows) == p.limit else None})
+
+
+@route(
+    "POST",
+    "/v1/bans",
+    "Ban a worker (a name without a dot: its whole account) or an IP; proxies refuse it within seconds",
+    answer=models.Ban,
+    status=201,
+    errors=(413,),
+    write=True,
+)
+async def create_ban(request: web.Request, p: models.NoParams, body: models.BanCreate) -> web.Response:
+    row = await db.insert_ban(request.app[POOL], body.kind, body.value, body.reason, body.expires_in_s)
+    return _json(dict(row.items()), status=201)
+
+
+@route("DELETE", "/v1/bans/{id}", "Lift a ban", status=204, errors=(404,), write=True)
+async def delete_ban(request: web.Request, p: models.BanParams) -> web.Response:
+    if not await db.delete_ban(request.app[POOL], p.id):
+        raise not_found(f"no ban {p.id}")
+    return web.Response(status=204)
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI document of OPERATIONS."""

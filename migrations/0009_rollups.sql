@@ -146,3 +146,6 @@ CREATE TABLE bans (
     UNIQUE (kind, value)
 );
 COMMENT ON COLUMN bans.expires_at IS 'NULL: until lifted';
+
+-- An account's workers (ACCOUNT.RIG) by the account.
+CREATE INDEX workers_account_idx ON workers ((split_part(name, '.', 1)), name);

@@ -14,6 +14,7 @@ from wsgiref.simple_server import WSGIServer
 
 from proxy import db
 from proxy.accounting import Accounting, ShareWriter, share_log
+from proxy.bans import BanList
 from proxy.config import ProxyConfig, UpstreamConfig
 from proxy.decisions import DecisionFeed
 from proxy.dispatch import Dispatcher
@@ -57,6 +58,8 @@ class Proxy:
             log = share_log(self.journal.shares, memory_rows=config.share_buffer_max)
             self.blocks = RecordJournal(self.journal.blocks)
         self.accounting = Accounting(log=log)
+        self.operator_bans = BanList()
+        self._states: dict[str, str] = {}
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize,
@@ -114,7 +117,7 @@ class Proxy:
         return upstream
 
     def _authorize(self, username: str, password: str) -> bool:
-        if not _valid_worker_name(username):
+        if not _valid_worker_name(username) or self.operator_bans.refuses_worker(username):
             return False
         if self.config.auth_mode == "open":
             return True
@@ -123,6 +126,13 @@ class Proxy:
 
     def _upstream_state(self, upstream: Upstream) -> None:
         self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
+        state = "up" if upstream.healthy else "down"
+        if self.dsn and self._states.get(upstream.name, "down") != state:
+            # The dashboard shows each upstream's latest event as its state.
+            self._states[upstream.name] = state
+            task = asyncio.get_running_loop().create_task(self._record_state(upstream.name, state))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if upstream.healthy:
             # Soon, not now: the router moves its miners first (it hears of the state after us).
             asyncio.get_running_loop().call_soon(self._work_available)
@@ -171,6 +181,18 @@ class Proxy:
             self.log.warning("move.not_recorded", error=str(exc), kind=move.kind, profile=move.profile,
                              previous=move.previous, active=move.active)
 
+    async def _record_state(self, upstream: str, state: str) -> None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+            try:
+                await db.insert_upstream_event(conn, upstream, state, {})
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError) as exc:
+            self.log.warning("state.not_recorded", error=str(exc), upstream=upstream, state=state)
+
     async def start(self, link_fd: int | None = None) -> None:
         """Listen on the configured ports, or, as a worker of a multi-process proxy, serve the
         connections its supervisor passes over `link_fd` (which also serves the metrics)."""
@@ -208,6 +230,8 @@ class Proxy:
             await self.decisions.start()
         if self.config.auth_mode == "tokens" and self.dsn:
             self._tasks.append(asyncio.create_task(self._refresh_tokens()))
+        if self.dsn:
+            self._tasks.append(asyncio.create_task(self._poll_bans(), name="operator-bans"))
         self._tasks.append(asyncio.create_task(self._report()))
         self._tasks.append(asyncio.create_task(self._keepalive()))
 
@@ -233,6 +257,25 @@ class Proxy:
             except (OSError, asyncpg.PostgresError) as exc:
                 self.log.warning("tokens.refresh_failed", error=str(exc))
             await asyncio.sleep(30)
+
+    async def _poll_bans(self) -> None:
+        """The operator's bans (table `bans`), every bans_poll_s; an outage keeps the last ones."""
+        import asyncpg
+
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    bans = BanList.of(await db.operator_bans(conn))
+                finally:
+                    await conn.close()
+                if bans != self.operator_bans:
+                    self.operator_bans = bans
+                    self.server.apply_operator_bans(bans)
+                    self.log.info("bans.applied", workers=len(bans.workers), ips=len(bans.ips))
+            except (OSError, asyncpg.PostgresError) as exc:
+                self.log.warning("bans.refresh_failed", error=str(exc))
+            await asyncio.sleep(self.config.bans_poll_s)
 
     async def _report(self) -> None:
         last = time.monotonic()

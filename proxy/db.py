@@ -150,6 +150,12 @@ async def worker_token_hashes(conn: asyncpg.Connection) -> set[str]:
     return {r["token_hash"] for r in rows}
 
 
+async def operator_bans(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """(kind, value) of the bans in force (table `bans`)."""
+    rows = await conn.fetch("SELECT kind, value FROM bans WHERE expires_at IS NULL OR expires_at > now()")
+    return [(r["kind"], r["value"]) for r in rows]
+
+
 # --- decisions (the decision feed) ---------------------------------------------------------------
 
 DECISIONS_CHANNEL = "qscrypt_decisions"

@@ -18,7 +18,16 @@ async def test_copy_rolls_shares_up_per_worker_and_pool(pg_conn: asyncpg.Connect
     rows = [
         (base + dt.timedelta(seconds=10), "alice.rig1", "pool-a", "j1", 16.0, 20.0, "accepted", None),
         (base + dt.timedelta(seconds=70), "alice.rig1", "pool-a", "j1", 16.0, 30.0, "accepted", None),
-        (base + dt.timedelta(seconds=80), "alice.rig1", "pool-a", "j1", 16.0, None, "rejected", "low difficulty"),
+        (
+            base + dt.timedelta(seconds=80),
+            "alice.rig1",
+            "pool-a",
+            "j1",
+            16.0,
+            None,
+            "rejected",
+            "low difficulty",
+        ),
         (base + dt.timedelta(minutes=6), "alice.rig2", "pool-a", "j2", 8.0, 9.0, "accepted", None),
         (base + dt.timedelta(minutes=6), "bob", "pool-b", "j2", 4.0, None, "stale", "stale job"),
     ]
