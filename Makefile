@@ -12,6 +12,8 @@ DEBIAN_PACKAGES := gcc libssl-dev python3.11-dev litecoind pocl-opencl-icd ocl-i
 # are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).
 PEERS_SRC ?= ../shared/peers
 DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
+# Debian's chromium: the dashboard's browser tests drive it with Playwright (never a downloaded browser).
+DEBIAN_PACKAGES += chromium
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
 
 .PHONY: run test lint bench bench-bus kafka-jars kafka-dev peers system-deps venv clean

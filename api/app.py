@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
 import asyncpg
@@ -847,6 +848,52 @@ async def delete_ban(request: web.Request, p: models.BanParams) -> web.Response:
     if not await db.delete_ban(request.app[POOL], p.id):
         raise not_found(f"no ban {p.id}")
     return web.Response(status=204)
+
+
+# --- the web dashboard (api/dashboard): static files, served as they are ---------------------------
+
+_DASHBOARD = Path(__file__).parent / "dashboard"
+_DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+# Everything the page loads comes from this server: the browser is told to fetch nothing else.
+_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
+@functools.cache
+def _dashboard_file(name: str) -> bytes:
+    return (_DASHBOARD / name).read_bytes()
+
+
+def _dashboard_response(name: str) -> web.Response:
+    return web.Response(
+        body=_dashboard_file(name),
+        content_type=_DASHBOARD_TYPES[Path(name).suffix],
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": _CSP,
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@route(
+    "GET",
+    "/",
+    "The web dashboard: pool, account and admin pages (it reads the endpoints below)",
+    content={"text/html": {"schema": {"type": "string"}}},
+)
+async def dashboard(request: web.Request, p: models.NoParams) -> web.Response:
+    return _dashboard_response("index.html")
+
+
+@route(
+    "GET",
+    "/dashboard/{file}",
+    "The dashboard's scripts and style sheet",
+    content={"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}},
+)
+async def dashboard_asset(request: web.Request, p: models.DashboardFileParams) -> web.Response:
+    return _dashboard_response(p.file)
 
 
 @functools.cache

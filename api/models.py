@@ -603,6 +603,10 @@ SeriesWindow = Literal["1h", "24h", "7d"]
 BanKind = Literal["worker", "ip"]
 
 
+class DashboardFileParams(Params):
+    file: Annotated[Literal["app.js", "chart.js", "style.css"], IN_PATH]
+
+
 class HashrateParams(Params):
     window: SeriesWindow = Field("24h", description="1h and 24h in 5-minute steps, 7d in 1-hour steps")
 
@@ -655,9 +659,12 @@ def _ip(value: str) -> str:
 
 class IpBan(_BanBody):
     kind: Literal["ip"]
-    value: Annotated[str, Field(max_length=64), AfterValidator(_ip)] = Field(
-        description="an IPv4 or IPv6 address"
-    )
+    value: Annotated[
+        str,
+        Field(max_length=64),
+        AfterValidator(_ip),
+        WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+    ] = Field(description="an IPv4 or IPv6 address")
 
 
 BanCreate = Annotated[WorkerBan | IpBan, Discriminator("kind")]
