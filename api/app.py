@@ -882,7 +882,7 @@ def _dashboard_response(name: str) -> web.Response:
     "The web dashboard: pool, account and admin pages (it reads the endpoints below)",
     content={"text/html": {"schema": {"type": "string"}}},
 )
-async def dashboard(request: web.Request, p: models.NoParams) -> web.Response:
+async def dashboard(request: web.Request, p: models.DashboardParams) -> web.Response:
     return _dashboard_response("index.html")
 
 

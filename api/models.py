@@ -603,6 +603,10 @@ SeriesWindow = Literal["1h", "24h", "7d"]
 BanKind = Literal["worker", "ip"]
 
 
+class DashboardParams(Params):
+    poll: int | None = Field(None, ge=1, le=3600, description="seconds between refreshes; default 10")
+
+
 class DashboardFileParams(Params):
     file: Annotated[Literal["app.js", "chart.js", "style.css"], IN_PATH]
 

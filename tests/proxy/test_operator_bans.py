@@ -32,8 +32,9 @@ async def test_banned_worker_and_ip_are_refused_and_unbanned_ones_accepted(
         await online.subscribe()
         assert (await online.authorize("mallory.rig1", "x")).result is True
 
-        ban_id = await conn.fetchval("INSERT INTO bans (kind, value, reason) VALUES ('worker', 'mallory', 'test')"
-                                     " RETURNING id")
+        ban_id = await conn.fetchval(
+            "INSERT INTO bans (kind, value, reason) VALUES ('worker', 'mallory', 'test') RETURNING id"
+        )
         await wait_for(lambda: proxy.operator_bans.refuses_worker("mallory"), "the ban to be polled")
         # Already connected: closed. A new connection: refused at authorize, for every rig of the account.
         await wait_for(online.closed.is_set, "the banned worker's connection to close")
@@ -44,7 +45,9 @@ async def test_banned_worker_and_ip_are_refused_and_unbanned_ones_accepted(
         assert (await miner.authorize("alice.rig1", "x")).result is True
 
         await conn.execute("DELETE FROM bans WHERE id = $1", ban_id)
-        await wait_for(lambda: not proxy.operator_bans.refuses_worker("mallory"), "the lifted ban to be polled")
+        await wait_for(
+            lambda: not proxy.operator_bans.refuses_worker("mallory"), "the lifted ban to be polled"
+        )
         assert (await miner.authorize("mallory.rig1", "x")).result is True
 
         # An IP ban closes what is connected from it and refuses new connections.
