@@ -32,7 +32,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init_connection)
+    # UTC: timestamps PostgreSQL renders as JSON itself (account_series_json) read as UTC.
+    return await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, init=init_connection, server_settings={"timezone": "UTC"}
+    )
 
 
 # --- what the decider watches --------------------------------------------------------------------
@@ -474,24 +477,47 @@ async def pool_series(
     )
 
 
-async def account_series(
+# Per worker and step, rendered as JSON by PostgreSQL: a week of ten workers is thousands of
+# points, which asyncpg records and Python's json module would take tens of milliseconds over.
+_POINT_JSON = """json_build_object(
+    'ts', ts, 'hashrate_hs', hashrate_hs,
+    'accepted', accepted, 'rejected', rejected, 'stale', stale) ORDER BY ts"""
+
+
+async def account_series_json(
     conn: asyncpg.Pool, account: str, start: datetime, end: datetime, step_s: float
-) -> list[asyncpg.Record]:
-    """Per worker of `account` and step: hashrate and share counts."""
-    return list(
-        await conn.fetch(
-            f"""
-        SELECT worker, date_bin(make_interval(secs => $3), bucket, TIMESTAMPTZ 'epoch') AS ts,
-               {_SERIES_COLUMNS}
-        FROM share_buckets WHERE account = $4 AND bucket >= $1 AND bucket < $2
-        GROUP BY 1, 2 ORDER BY 1, 2
-        """,
-            start,
-            end,
-            step_s,
-            account,
+) -> tuple[str, str]:
+    """(total, workers) of `account` as JSON text: the points of all its workers together, and
+    [{"worker": ..., "points": [...]}, ...] by worker name (share_buckets_account_idx, index only)."""
+    row = await conn.fetchrow(
+        f"""
+        WITH steps AS (
+            SELECT worker, date_bin(make_interval(secs => $3), bucket, TIMESTAMPTZ 'epoch') AS ts,
+                   coalesce(sum(difficulty) FILTER (WHERE result = 'accepted'), 0) * 65536 / $3::float8
+                       AS hashrate_hs,
+                   coalesce(sum(shares) FILTER (WHERE result = 'accepted'), 0)::bigint AS accepted,
+                   coalesce(sum(shares) FILTER (WHERE result = 'rejected'), 0)::bigint AS rejected,
+                   coalesce(sum(shares) FILTER (WHERE result = 'stale'), 0)::bigint AS stale
+            FROM share_buckets WHERE account = $4 AND bucket >= $1 AND bucket < $2
+            GROUP BY 1, 2
+        ), totals AS (
+            SELECT ts, sum(hashrate_hs) AS hashrate_hs, sum(accepted)::bigint AS accepted,
+                   sum(rejected)::bigint AS rejected, sum(stale)::bigint AS stale
+            FROM steps GROUP BY ts
+        ), workers AS (
+            SELECT worker, json_agg({_POINT_JSON}) AS points FROM steps GROUP BY worker
         )
+        SELECT (SELECT coalesce(json_agg({_POINT_JSON}), '[]') FROM totals)::text AS total,
+               (SELECT coalesce(json_agg(json_build_object('worker', worker, 'points', points)
+                                         ORDER BY worker), '[]') FROM workers)::text AS workers
+        """,
+        start,
+        end,
+        step_s,
+        account,
     )
+    assert row is not None
+    return row["total"], row["workers"]
 
 
 async def pool_hashrate(conn: asyncpg.Pool, since: datetime, seconds: float) -> float:
@@ -545,8 +571,18 @@ async def upstream_states(conn: asyncpg.Pool) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
             """
-        SELECT DISTINCT ON (upstream) id, ts, upstream, event, detail
-        FROM upstream_events ORDER BY upstream, ts DESC, id DESC
+        WITH RECURSIVE names AS (  -- a skip scan of the (upstream, ts) index: one probe per upstream
+            (SELECT upstream FROM upstream_events ORDER BY upstream LIMIT 1)
+            UNION ALL
+            SELECT (SELECT upstream FROM upstream_events WHERE upstream > n.upstream
+                    ORDER BY upstream LIMIT 1)
+            FROM names n WHERE n.upstream IS NOT NULL
+        )
+        SELECT e.* FROM names n CROSS JOIN LATERAL (
+            SELECT id, ts, upstream, event, detail FROM upstream_events
+            WHERE upstream = n.upstream ORDER BY ts DESC LIMIT 1
+        ) e
+        ORDER BY e.upstream
         """
         )
     )

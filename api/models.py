@@ -612,7 +612,9 @@ class DashboardFileParams(Params):
 
 
 class HashrateParams(Params):
-    window: SeriesWindow = Field("24h", description="1h and 24h in 5-minute steps, 7d in 1-hour steps")
+    window: SeriesWindow = Field(
+        "24h", description="1h in 5-minute steps, 24h in 15-minute steps, 7d in 2-hour steps"
+    )
 
 
 class AccountParams(Params):

@@ -179,9 +179,10 @@ async def _pool_page(page: Page, stack: Stack, conn: asyncpg.Connection) -> None
         " WHERE bucket >= now() - interval '1 day' GROUP BY 1, 2 ORDER BY 1, 2"
     )
     assert await _table(page, "shares") == [[r["result"], r["reason"] or "—", f"{r['n']:,}"] for r in shares]
-    # The chart: one dot per 5-minute step, at the hashrate the rollups give.
+    # The chart: one dot per 15-minute step (24 h), at the hashrate the rollups give.
     series = await conn.fetch(
-        "SELECT bucket, sum(difficulty) * 65536 / 300 AS hs FROM pool_buckets"
+        "SELECT date_bin('15 minutes', bucket, TIMESTAMPTZ 'epoch') AS bucket,"
+        " sum(difficulty) * 65536 / 900 AS hs FROM pool_buckets"
         " WHERE result = 'accepted' AND bucket >= now() - interval '1 day'"
         " GROUP BY 1 ORDER BY 1"
     )
@@ -221,7 +222,8 @@ async def _account_page(page: Page, stack: Stack, conn: asyncpg.Connection) -> N
         assert rows[worker][4] == f"{counts.get('rejected', 0):,}"
         assert rows[worker][5] == f"{counts.get('stale', 0):,}"
         series = await conn.fetch(
-            "SELECT bucket, sum(difficulty) * 65536 / 300 AS hs FROM share_buckets"
+            "SELECT date_bin('15 minutes', bucket, TIMESTAMPTZ 'epoch') AS bucket,"
+            " sum(difficulty) * 65536 / 900 AS hs FROM share_buckets"
             " WHERE worker = $1 AND result = 'accepted' AND bucket >= now() - interval '1 day'"
             " GROUP BY 1 ORDER BY 1",
             worker,
