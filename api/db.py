@@ -624,7 +624,9 @@ async def account_workers(
                coalesce(sum(d.shares) FILTER (WHERE d.result = 'accepted'), 0)::bigint AS accepted,
                coalesce(sum(d.shares) FILTER (WHERE d.result = 'rejected'), 0)::bigint AS rejected,
                coalesce(sum(d.shares) FILTER (WHERE d.result = 'stale'), 0)::bigint AS stale,
-               coalesce(jsonb_object_agg(d.reason, d.shares) FILTER (WHERE d.result <> 'accepted'), '{}')
+               coalesce((SELECT jsonb_object_agg(reason, n) FROM (
+                   SELECT reason, sum(shares)::bigint AS n FROM day
+                   WHERE worker = p.name AND result <> 'accepted' GROUP BY reason) r), '{}')
                    AS rejected_by_reason
         FROM page p LEFT JOIN day d ON d.worker = p.name
         GROUP BY p.name, p.profile, p.last_share_at ORDER BY p.name

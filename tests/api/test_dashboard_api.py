@@ -32,6 +32,10 @@ async def _fill(conn: asyncpg.Connection, now: datetime) -> None:
     )
     rows.append((now - timedelta(minutes=4), "alice.rig2", "pool-a", "j", 32.0, 40.0, "accepted", None))
     rows.append((now - timedelta(minutes=5), "alice.rig2", "pool-a", "j", 32.0, None, "stale", "stale job"))
+    # The same reason under two results: counted together per reason.
+    rows.append(
+        (now - timedelta(minutes=6), "alice.rig2", "pool-a", "j", 32.0, None, "rejected", "stale job")
+    )
     rows.append((now - timedelta(days=3), "bob.x", "pool-b", "j", 8.0, 9.0, "accepted", None))  # too old
     await conn.copy_records_to_table("shares", records=rows, columns=COLUMNS)
     await proxy_db.add_worker_totals(
@@ -76,7 +80,12 @@ async def test_pool_and_account_pages_show_what_the_database_holds(
     assert abs(body["hashrate_1h_hs"] - hour * 65536 / 3600) / body["hashrate_1h_hs"] < 0.1
     assert (body["workers_online"], body["miners_online"]) == (2, 1)
     shares = {(s["result"], s["reason"]): s["shares"] for s in body["shares_24h"]}
-    assert shares == {("accepted", ""): 61, ("rejected", "low difficulty"): 1, ("stale", "stale job"): 1}
+    assert shares == {
+        ("accepted", ""): 61,
+        ("rejected", "low difficulty"): 1,
+        ("stale", "stale job"): 1,
+        ("rejected", "stale job"): 1,
+    }
     assert body["blocks"] == {"pending": 1, "accepted": 2}
     assert {u["upstream"]: u["event"] for u in body["upstreams"]} == {"pool-a": "failover", "pool-b": "down"}
     assert [f["event"] for f in body["failovers"]] == ["failover"]
@@ -95,7 +104,7 @@ async def test_pool_and_account_pages_show_what_the_database_holds(
     assert list(by_name) == ["alice.rig1", "alice.rig2", "alice.rig3"]
     assert (by_name["alice.rig1"]["accepted"], by_name["alice.rig1"]["rejected"]) == (60, 1)
     assert by_name["alice.rig1"]["rejected_by_reason"] == {"low difficulty": 1}
-    assert by_name["alice.rig2"]["rejected_by_reason"] == {"stale job": 1}
+    assert by_name["alice.rig2"]["rejected_by_reason"] == {"stale job": 2}
     assert by_name["alice.rig3"]["accepted"] == 0 and by_name["alice.rig3"]["hashrate_hs"] == 0
     page = await (await client.get("/v1/accounts/alice/workers?limit=2")).json()
     assert [w["name"] for w in page["items"]] == ["alice.rig1", "alice.rig2"]
