@@ -7,6 +7,13 @@ import asyncpg
 
 from proxy import db as proxy_db
 from tests.api.conftest import AUTH, ClientFactory, FakeClock
+from tests.api.test_openapi import _validator
+
+
+def _documented(path: str, body: object) -> None:
+    """`body` (an answer with data in it) is valid against the OpenAPI document."""
+    errors = [e.message for e in _validator(path, "get", 200, "application/json").iter_errors(body)]
+    assert not errors, (path, errors)
 
 COLUMNS = ("ts", "worker", "upstream", "job_id", "difficulty", "share_diff", "result", "reason")
 
@@ -70,6 +77,7 @@ async def test_pool_and_account_pages_show_what_the_database_holds(
     response = await client.get("/v1/overview")
     assert response.status == 200
     body = await response.json()
+    _documented("/v1/overview", body)
     # The last hour: 30 accepted shares of 64 on rig1 (one every 2 minutes; edges by bucket) + 32 on rig2.
     hour = await pg_conn.fetchval(
         "SELECT sum(difficulty) FROM shares WHERE result = 'accepted' AND ts >= date_bin('5 minutes',"
@@ -94,12 +102,14 @@ async def test_pool_and_account_pages_show_what_the_database_holds(
     assert (await client.get("/v1/overview", headers={"If-None-Match": etag})).status == 304
 
     series = await (await client.get("/v1/hashrate?window=24h")).json()
+    _documented("/v1/hashrate", series)
     assert series["step_s"] == 900
     assert sum(p["accepted"] for p in series["points"]) == 61
     total = sum(p["hashrate_hs"] * 900 / 65536 for p in series["points"])
     assert abs(total - (60 * 64 + 32)) < 1e-6
 
     workers = await (await client.get("/v1/accounts/alice/workers")).json()
+    _documented("/v1/accounts/{account}/workers", workers)
     by_name = {w["name"]: w for w in workers["items"]}
     assert list(by_name) == ["alice.rig1", "alice.rig2", "alice.rig3"]
     assert (by_name["alice.rig1"]["accepted"], by_name["alice.rig1"]["rejected"]) == (60, 1)
@@ -112,6 +122,8 @@ async def test_pool_and_account_pages_show_what_the_database_holds(
     assert [w["name"] for w in rest["items"]] == ["alice.rig3"] and rest["next_after"] is None
 
     account = await (await client.get("/v1/accounts/alice/hashrate?window=1h")).json()
+    _documented("/v1/accounts/{account}/hashrate", account)
+    assert all(p["ts"].endswith("+00:00") for w in account["workers"] for p in w["points"])
     assert {w["worker"] for w in account["workers"]} == {"alice.rig1", "alice.rig2"}
     summed = sum(p["hashrate_hs"] for p in account["total"])
     assert abs(summed - sum(p["hashrate_hs"] for w in account["workers"] for p in w["points"])) < 1e-6
