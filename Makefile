@@ -14,6 +14,8 @@ DEBIAN_PACKAGES += qemu-user
 # are on PATH already (a NodeSource nodejs, for one, conflicts with Debian's npm).
 PEERS_SRC ?= ../shared/peers
 DEBIAN_PACKAGES += automake autoconf libtool pkg-config make g++ python3 libcurl4-openssl-dev libjansson-dev uthash-dev
+# Debian's chromium: the dashboard's browser tests drive it with Playwright (never a downloaded browser).
+DEBIAN_PACKAGES += chromium
 DEBIAN_PACKAGES += $(if $(and $(shell command -v node),$(shell command -v npm)),,nodejs npm)
 # promtool (from prometheus) checks and unit-tests deploy/prometheus/ in tests/deploy.
 DEBIAN_PACKAGES += prometheus

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar, Unpack
 
 import asyncpg
@@ -785,6 +786,221 @@ async def delete_device(request: web.Request, p: models.DeviceParams) -> web.Res
     if source == "config":
         raise _config_device(p.name)
     return web.Response(status=204)
+
+# --- dashboard: pool and account pages, bans -------------------------------------------------------
+
+ONLINE_WINDOW_S = 600.0
+_RECENT = 10
+# About a hundred points a chart: a page of ten workers' charts stays a few thousand points.
+_SERIES_STEP_S = {"1h": 300.0, "24h": 900.0, "7d": 7200.0}
+_SERIES_SPAN = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+def _etagged(request: web.Request, body: Any) -> web.Response:
+    """The body with a validator of its content: a poll that finds it unchanged gets a 304."""
+    return _etagged_text(request, _dumps(body))
+
+
+def _etagged_text(request: web.Request, text: str) -> web.Response:
+    """`text` (JSON) as the body, serialised once, its digest the ETag."""
+    data = text.encode()
+    etag = 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="application/json", headers=headers)
+
+
+def _points(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": r["ts"],
+            "hashrate_hs": r["hashrate_hs"] or 0.0,
+            "accepted": r["accepted"],
+            "rejected": r["rejected"],
+            "stale": r["stale"],
+        }
+        for r in rows
+    ]
+
+
+def _series_range(request: web.Request, window: str) -> tuple[datetime, datetime, float]:
+    now = request.app[DECIDER].now()
+    return now - _SERIES_SPAN[window], now, _SERIES_STEP_S[window]
+
+
+@route(
+    "GET",
+    "/v1/overview",
+    "The pool page: hashrate, miners online, shares, blocks, where each profile mines, upstreams",
+    answer=models.Overview,
+    errors=(503,),
+    etag=True,
+)
+async def overview(request: web.Request, p: models.NoParams) -> web.Response:
+    pool = request.app[POOL]
+    now = request.app[DECIDER].now()
+    hour, day = now - timedelta(hours=1), now - timedelta(days=1)
+    # Small indexed queries, on several of the pool's connections at once.
+    (
+        hashrate_1h,
+        hashrate_24h,
+        (workers_online, miners_online),
+        shares,
+        blocks,
+        profiles,
+        upstreams,
+        switches,
+        failovers,
+    ) = await asyncio.gather(
+        db.pool_hashrate(pool, hour, 3600.0),
+        db.pool_hashrate(pool, day, 86400.0),
+        db.online(pool, now - timedelta(seconds=ONLINE_WINDOW_S)),
+        db.share_counts(pool, day),
+        db.block_counts(pool),
+        db.profiles_now(pool),
+        db.upstream_states(pool),
+        db.switch_events(pool, None, None, None, None, _RECENT),
+        db.recent_failovers(pool, _RECENT),
+    )
+    body = {
+        "hashrate_1h_hs": hashrate_1h,
+        "hashrate_24h_hs": hashrate_24h,
+        "online_window_s": ONLINE_WINDOW_S,
+        "workers_online": workers_online,
+        "miners_online": miners_online,
+        "shares_24h": _rows(shares),
+        "blocks": blocks,
+        "profiles": _rows(profiles),
+        "upstreams": _rows(upstreams),
+        "switches": _rows(switches),
+        "failovers": _rows(failovers),
+    }
+    return _etagged(request, body)
+
+
+@route(
+    "GET",
+    "/v1/hashrate",
+    "The pool's hashrate and shares per step, from the 5-minute rollups",
+    answer=models.HashrateSeries,
+    errors=(503,),
+    etag=True,
+)
+async def pool_hashrate(request: web.Request, p: models.HashrateParams) -> web.Response:
+    start, end, step = _series_range(request, p.window)
+    rows = await db.pool_series(request.app[POOL], start, end, step)
+    return _etagged(request, {"window": p.window, "step_s": step, "points": _points(rows)})
+
+
+@route(
+    "GET",
+    "/v1/accounts/{account}/workers",
+    "An account's workers: hashrate, last share, shares of the last day by result and reason",
+    answer=models.AccountWorkerList,
+    errors=(503,),
+    etag=True,
+)
+async def account_workers(request: web.Request, p: models.AccountWorkersParams) -> web.Response:
+    now = request.app[DECIDER].now()
+    rows = await db.account_workers(
+        request.app[POOL], p.account, now - timedelta(days=1), now - timedelta(hours=1), p.after, p.limit
+    )
+    body = {
+        "account": p.account,
+        "items": _rows(rows),
+        "next_after": rows[-1]["name"] if len(rows) == p.limit else None,
+    }
+    return _etagged(request, body)
+
+
+@route(
+    "GET",
+    "/v1/accounts/{account}/hashrate",
+    "An account's hashrate per worker and in total, per step, from the 5-minute rollups",
+    answer=models.AccountHashrate,
+    errors=(503,),
+    etag=True,
+)
+async def account_hashrate(request: web.Request, p: models.AccountHashrateParams) -> web.Response:
+    start, end, step = _series_range(request, p.window)
+    total, workers = await db.account_series_json(request.app[POOL], p.account, start, end, step)
+    # The points come as JSON from PostgreSQL (see db.account_series_json): spliced in as they are.
+    head = _dumps({"account": p.account, "window": p.window, "step_s": step})
+    return _etagged_text(request, f'{head[:-1]},"total":{total},"workers":{workers}}}')
+
+
+@route("GET", "/v1/bans", "The operator's bans (admin)", answer=models.BanList, write=True)
+async def list_bans(request: web.Request, p: models.BansParams) -> web.Response:
+    rows = await db.bans(request.app[POOL], p.after, p.limit)
+    return _json({"items": _rows(rows), "next_after": rows[-1]["id"] if len(rows) == p.limit else None})
+
+
+@route(
+    "POST",
+    "/v1/bans",
+    "Ban a worker (a name without a dot: its whole account) or an IP; proxies refuse it within seconds",
+    answer=models.Ban,
+    status=201,
+    errors=(413,),
+    write=True,
+)
+async def create_ban(request: web.Request, p: models.NoParams, body: models.BanCreate) -> web.Response:
+    row = await db.insert_ban(request.app[POOL], body.kind, body.value, body.reason, body.expires_in_s)
+    return _json(dict(row.items()), status=201)
+
+
+@route("DELETE", "/v1/bans/{id}", "Lift a ban", status=204, errors=(404,), write=True)
+async def delete_ban(request: web.Request, p: models.BanParams) -> web.Response:
+    if not await db.delete_ban(request.app[POOL], p.id):
+        raise not_found(f"no ban {p.id}")
+    return web.Response(status=204)
+
+
+# --- the web dashboard (api/dashboard): static files, served as they are ---------------------------
+
+_DASHBOARD = Path(__file__).parent / "dashboard"
+_DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+# Everything the page loads comes from this server: the browser is told to fetch nothing else.
+_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
+@functools.cache
+def _dashboard_file(name: str) -> bytes:
+    return (_DASHBOARD / name).read_bytes()
+
+
+def _dashboard_response(name: str) -> web.Response:
+    return web.Response(
+        body=_dashboard_file(name),
+        content_type=_DASHBOARD_TYPES[Path(name).suffix],
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": _CSP,
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@route(
+    "GET",
+    "/",
+    "The web dashboard: pool, account and admin pages (it reads the endpoints below)",
+    content={"text/html": {"schema": {"type": "string"}}},
+)
+async def dashboard(request: web.Request, p: models.DashboardParams) -> web.Response:
+    return _dashboard_response("index.html")
+
+
+@route(
+    "GET",
+    "/dashboard/{file}",
+    "The dashboard's scripts and style sheet",
+    content={"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}},
+)
+async def dashboard_asset(request: web.Request, p: models.DashboardFileParams) -> web.Response:
+    return _dashboard_response(p.file)
 
 
 @functools.cache

@@ -32,7 +32,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init_connection)
+    # UTC: timestamps PostgreSQL renders as JSON itself (account_series_json) read as UTC.
+    return await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, init=init_connection, server_settings={"timezone": "UTC"}
+    )
 
 
 # --- what the decider watches --------------------------------------------------------------------
@@ -490,3 +493,231 @@ async def delete_device(conn: asyncpg.Pool, name: str) -> str | None:
         if source == "api":
             await c.execute("DELETE FROM asic_devices WHERE name = $1", name)
         return source  # type: ignore[no-any-return]
+
+# --- dashboard: rollups (share_buckets, pool_buckets), accounts, bans ----------------------------
+# Charts read the 5-minute rollups, never raw shares; each query is an index range.
+
+_SERIES_COLUMNS = """
+       sum(difficulty) FILTER (WHERE result = 'accepted') * 65536 / $3::float8 AS hashrate_hs,
+       coalesce(sum(shares) FILTER (WHERE result = 'accepted'), 0)::bigint AS accepted,
+       coalesce(sum(shares) FILTER (WHERE result = 'rejected'), 0)::bigint AS rejected,
+       coalesce(sum(shares) FILTER (WHERE result = 'stale'), 0)::bigint AS stale"""
+
+
+async def pool_series(
+    conn: asyncpg.Pool, start: datetime, end: datetime, step_s: float
+) -> list[asyncpg.Record]:
+    """The pool's hashrate and share counts per step (aligned to the epoch)."""
+    return list(
+        await conn.fetch(
+            f"""
+        SELECT date_bin(make_interval(secs => $3), bucket, TIMESTAMPTZ 'epoch') AS ts,
+               {_SERIES_COLUMNS}
+        FROM pool_buckets WHERE bucket >= $1 AND bucket < $2
+        GROUP BY 1 ORDER BY 1
+        """,
+            start,
+            end,
+            step_s,
+        )
+    )
+
+
+# Per worker and step, rendered as JSON by PostgreSQL: a week of ten workers is thousands of
+# points, which asyncpg records and Python's json module would take tens of milliseconds over.
+_POINT_JSON = """json_build_object(
+    'ts', ts, 'hashrate_hs', hashrate_hs,
+    'accepted', accepted, 'rejected', rejected, 'stale', stale) ORDER BY ts"""
+
+
+async def account_series_json(
+    conn: asyncpg.Pool, account: str, start: datetime, end: datetime, step_s: float
+) -> tuple[str, str]:
+    """(total, workers) of `account` as JSON text: the points of all its workers together, and
+    [{"worker": ..., "points": [...]}, ...] by worker name (share_buckets_account_idx, index only)."""
+    row = await conn.fetchrow(
+        f"""
+        WITH steps AS (
+            SELECT worker, date_bin(make_interval(secs => $3), bucket, TIMESTAMPTZ 'epoch') AS ts,
+                   coalesce(sum(difficulty) FILTER (WHERE result = 'accepted'), 0) * 65536 / $3::float8
+                       AS hashrate_hs,
+                   coalesce(sum(shares) FILTER (WHERE result = 'accepted'), 0)::bigint AS accepted,
+                   coalesce(sum(shares) FILTER (WHERE result = 'rejected'), 0)::bigint AS rejected,
+                   coalesce(sum(shares) FILTER (WHERE result = 'stale'), 0)::bigint AS stale
+            FROM share_buckets WHERE account = $4 AND bucket >= $1 AND bucket < $2
+            GROUP BY 1, 2
+        ), totals AS (
+            SELECT ts, sum(hashrate_hs) AS hashrate_hs, sum(accepted)::bigint AS accepted,
+                   sum(rejected)::bigint AS rejected, sum(stale)::bigint AS stale
+            FROM steps GROUP BY ts
+        ), workers AS (
+            SELECT worker, json_agg({_POINT_JSON}) AS points FROM steps GROUP BY worker
+        )
+        SELECT (SELECT coalesce(json_agg({_POINT_JSON}), '[]') FROM totals)::text AS total,
+               (SELECT coalesce(json_agg(json_build_object('worker', worker, 'points', points)
+                                         ORDER BY worker), '[]') FROM workers)::text AS workers
+        """,
+        start,
+        end,
+        step_s,
+        account,
+    )
+    assert row is not None
+    return row["total"], row["workers"]
+
+
+async def pool_hashrate(conn: asyncpg.Pool, since: datetime, seconds: float) -> float:
+    value = await conn.fetchval(
+        "SELECT coalesce(sum(difficulty), 0) * 65536 / $2::float8 FROM pool_buckets"
+        " WHERE bucket >= $1 AND result = 'accepted'",
+        since,
+        seconds,
+    )
+    return float(value)
+
+
+async def online(conn: asyncpg.Pool, since: datetime) -> tuple[int, int]:
+    """(workers, accounts) with a share since `since`."""
+    row = await conn.fetchrow(
+        "SELECT count(*), count(DISTINCT split_part(name, '.', 1)) FROM workers WHERE last_share_at >= $1",
+        since,
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def share_counts(conn: asyncpg.Pool, since: datetime) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """
+        SELECT result, reason, sum(shares)::bigint AS shares, sum(difficulty) AS difficulty
+        FROM pool_buckets WHERE bucket >= $1
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,
+            since,
+        )
+    )
+
+
+async def block_counts(conn: asyncpg.Pool) -> dict[str, int]:
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM blocks GROUP BY status")
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+async def profiles_now(conn: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT profile, coin, pool, stratum_url, reason, decided_at FROM decisions ORDER BY profile"
+        )
+    )
+
+
+async def upstream_states(conn: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Each upstream's latest event, newest per upstream (the (upstream, ts) index)."""
+    return list(
+        await conn.fetch(
+            """
+        WITH RECURSIVE names AS (  -- a skip scan of the (upstream, ts) index: one probe per upstream
+            (SELECT upstream FROM upstream_events ORDER BY upstream LIMIT 1)
+            UNION ALL
+            SELECT (SELECT upstream FROM upstream_events WHERE upstream > n.upstream
+                    ORDER BY upstream LIMIT 1)
+            FROM names n WHERE n.upstream IS NOT NULL
+        )
+        SELECT e.* FROM names n CROSS JOIN LATERAL (
+            SELECT id, ts, upstream, event, detail FROM upstream_events
+            WHERE upstream = n.upstream ORDER BY ts DESC LIMIT 1
+        ) e
+        ORDER BY e.upstream
+        """
+        )
+    )
+
+
+async def recent_failovers(conn: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """
+        SELECT id, ts, upstream, event, detail FROM upstream_events
+        WHERE event IN ('failover', 'failback') ORDER BY id DESC LIMIT $1
+        """,
+            limit,
+        )
+    )
+
+
+async def account_workers(
+    conn: asyncpg.Pool, account: str, since: datetime, hour_ago: datetime, after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the account's workers (workers_account_idx) with their last day from the rollups."""
+    return list(
+        await conn.fetch(
+            """
+        WITH page AS (
+            SELECT name, profile, last_share_at FROM workers
+            WHERE split_part(name, '.', 1) = $1 AND ($4::text IS NULL OR name > $4)
+            ORDER BY name LIMIT $5
+        ), day AS (
+            SELECT worker, result, reason, sum(shares)::bigint AS shares,
+                   sum(difficulty) FILTER (WHERE bucket >= $3) AS hour_difficulty
+            FROM share_buckets
+            WHERE account = $1 AND bucket >= $2 AND worker IN (SELECT name FROM page)
+            GROUP BY 1, 2, 3
+        )
+        SELECT p.name, p.profile, p.last_share_at,
+               coalesce(sum(d.hour_difficulty) FILTER (WHERE d.result = 'accepted'), 0) * 65536 / 3600.0
+                   AS hashrate_hs,
+               coalesce(sum(d.shares) FILTER (WHERE d.result = 'accepted'), 0)::bigint AS accepted,
+               coalesce(sum(d.shares) FILTER (WHERE d.result = 'rejected'), 0)::bigint AS rejected,
+               coalesce(sum(d.shares) FILTER (WHERE d.result = 'stale'), 0)::bigint AS stale,
+               coalesce((SELECT jsonb_object_agg(reason, n) FROM (
+                   SELECT reason, sum(shares)::bigint AS n FROM day
+                   WHERE worker = p.name AND result <> 'accepted' GROUP BY reason) r), '{}')
+                   AS rejected_by_reason
+        FROM page p LEFT JOIN day d ON d.worker = p.name
+        GROUP BY p.name, p.profile, p.last_share_at ORDER BY p.name
+        """,
+            account,
+            since,
+            hour_ago,
+            after,
+            limit,
+        )
+    )
+
+
+_BAN_COLUMNS = "id, kind, value, reason, created_at, expires_at"
+
+
+async def bans(conn: asyncpg.Pool, after: int | None, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"SELECT {_BAN_COLUMNS} FROM bans WHERE ($1::bigint IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            after,
+            limit,
+        )
+    )
+
+
+async def insert_ban(
+    conn: asyncpg.Pool, kind: str, value: str, reason: str, expires_in_s: float | None
+) -> asyncpg.Record:
+    """The ban; banning again what is banned replaces its reason and expiry."""
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO bans (kind, value, reason, expires_at)
+        VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
+        ON CONFLICT (kind, value) DO UPDATE SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at
+        RETURNING {_BAN_COLUMNS}
+        """,
+        kind,
+        value,
+        reason,
+        expires_in_s,
+    )
+    assert row is not None
+    return row
+
+
+async def delete_ban(conn: asyncpg.Pool, ban_id: int) -> bool:
+    return await conn.execute("DELETE FROM bans WHERE id = $1", ban_id) != "DELETE 0"

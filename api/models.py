@@ -7,6 +7,7 @@ marked `IN_PATH`); request bodies are models that forbid unknown fields; answers
 whose every field is always present, so an answer that drifts from its document fails the tests.
 """
 
+import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -729,3 +730,179 @@ class DeviceSummary(Answer):
 
 class DeviceList(Answer):
     items: list[DeviceSummary]
+
+# --- dashboard: rollups, accounts, bans ----------------------------------------------------------
+
+SeriesWindow = Literal["1h", "24h", "7d"]
+BanKind = Literal["worker", "ip"]
+
+
+class DashboardParams(Params):
+    poll: int | None = Field(None, ge=1, le=3600, description="seconds between refreshes; default 10")
+
+
+class DashboardFileParams(Params):
+    file: Annotated[Literal["app.js", "chart.js", "style.css"], IN_PATH]
+
+
+class HashrateParams(Params):
+    window: SeriesWindow = Field(
+        "24h", description="1h in 5-minute steps, 24h in 15-minute steps, 7d in 2-hour steps"
+    )
+
+
+class AccountParams(Params):
+    account: Annotated[Text, IN_PATH] = Field(
+        description="a user name or payout address: the part of worker names before the first dot"
+    )
+
+
+class AccountWorkersParams(AccountParams, Page):
+    after: Text | None = Field(
+        None, description="page: workers named after this (the previous page's next_after)"
+    )
+
+
+class AccountHashrateParams(AccountParams, HashrateParams):
+    pass
+
+
+class BansParams(Page):
+    after: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="page: bans with an id above this (the previous page's next_after)",
+    )
+
+
+class BanParams(Params):
+    id: Annotated[int, IN_PATH] = Field(ge=1, le=2**63 - 1)
+
+
+class _BanBody(_Body):
+    reason: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]{0,256}$")] = ""
+    expires_in_s: float | None = Field(None, gt=0, le=10 * 365 * 86400, description="default: until lifted")
+
+
+class WorkerBan(_BanBody):
+    kind: Literal["worker"]
+    value: Text = Field(description="a worker name; a name without a dot bans the whole account")
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+class IpBan(_BanBody):
+    kind: Literal["ip"]
+    value: Annotated[
+        str,
+        Field(max_length=64),
+        AfterValidator(_ip),
+        WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+    ] = Field(description="an IPv4 or IPv6 address")
+
+
+BanCreate = Annotated[WorkerBan | IpBan, Discriminator("kind")]
+
+
+class HashratePoint(Answer):
+    ts: datetime = Field(description="start of the step")
+    hashrate_hs: float = Field(description="accepted share difficulty x 65536 / step seconds")
+    accepted: int
+    rejected: int
+    stale: int
+
+
+class HashrateSeries(Answer):
+    window: SeriesWindow
+    step_s: float
+    points: list[HashratePoint] = Field(description="steps with shares, oldest first")
+
+
+class ShareCount(Answer):
+    result: Literal["accepted", "rejected", "stale"]
+    reason: str = Field(description="empty for accepted shares")
+    shares: int
+    difficulty: float
+
+
+class ProfileNow(Answer):
+    profile: str
+    coin: str
+    pool: str | None
+    stratum_url: str | None
+    reason: str
+    decided_at: datetime
+
+
+class UpstreamEvent(Answer):
+    id: int
+    ts: datetime
+    upstream: str
+    event: str = Field(description="up, down (state changes), failover, failback (moves of miners)")
+    detail: dict[str, Any]
+
+
+class Overview(Answer):
+    hashrate_1h_hs: float
+    hashrate_24h_hs: float
+    online_window_s: float
+    workers_online: int = Field(description="workers with a share in the last online_window_s")
+    miners_online: int = Field(description="accounts with a worker online")
+    shares_24h: list[ShareCount]
+    blocks: dict[str, int] = Field(description="blocks found, by status")
+    profiles: list[ProfileNow] = Field(description="the coin and pool each profile is on now")
+    upstreams: list[UpstreamEvent] = Field(description="each upstream's latest event: its state")
+    switches: list[SwitchEvent] = Field(description="the latest profit switches")
+    failovers: list[UpstreamEvent] = Field(description="the latest failovers and failbacks")
+
+
+class AccountWorker(Answer):
+    name: str
+    profile: str
+    hashrate_hs: float = Field(description="over the last hour")
+    last_share_at: datetime | None
+    accepted: int = Field(description="shares in the last 24 h")
+    rejected: int
+    stale: int
+    rejected_by_reason: dict[str, int] = Field(
+        description="rejected and stale shares of the last 24 h by reason"
+    )
+
+
+class AccountWorkerList(Answer):
+    account: str
+    items: list[AccountWorker]
+    next_after: str | None
+
+
+class WorkerSeries(Answer):
+    worker: str
+    points: list[HashratePoint]
+
+
+class AccountHashrate(Answer):
+    account: str
+    window: SeriesWindow
+    step_s: float
+    total: list[HashratePoint]
+    workers: list[WorkerSeries]
+
+
+class Ban(Answer):
+    id: int
+    kind: BanKind
+    value: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class BanList(Answer):
+    items: list[Ban]
+    next_after: int | None

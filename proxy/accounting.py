@@ -265,8 +265,12 @@ class ShareWriter:
     def __init__(self, log: SegmentLog[ShareRow], dsn: str, quarantine: Path,
                  accounting: Accounting | None = None, flush_s: float = 1.0,
                  records: list[tuple[RecordJournal, RecordApply]] | None = None,
-                 metrics: "ProxyMetrics | None" = None) -> None:
+                 metrics: "ProxyMetrics | None" = None, retention_days: float = 30.0,
+                 pplns_factor: float = 2.0) -> None:
         self.log = log
+        self.retention_days = retention_days
+        self.pplns_factor = pplns_factor
+        self._shares_pruned: date | None = None
         self.dsn = dsn
         self.quarantine_file = quarantine
         self.accounting = accounting
@@ -454,6 +458,7 @@ class ShareWriter:
                 self.log.done(segment)
             await self._write_coin_tallies(conn)
             await self._prune_markers(conn)
+            await self._prune_shares(conn)
             if records_failed is not None:
                 self.written += written
                 raise records_failed
@@ -609,6 +614,25 @@ class ShareWriter:
             return
         await db.prune_recorded(conn, _MARKER_DAYS)
         self._markers_pruned = today
+
+    async def _prune_shares(self, conn: asyncpg.Connection) -> None:
+        """Once a day, drop raw shares past the retention, never inside the PPLNS window
+        (pplns_factor x D x 65536 of share difficulty, D the largest scrypt difficulty known:
+        the longest window). Without a difficulty nothing is pruned."""
+        today = datetime.now(UTC).date()
+        if self._shares_pruned == today:
+            return
+        self._shares_pruned = today
+        difficulty = await db.max_network_difficulty(conn)
+        if difficulty is None:
+            self._log.info("shares.not_pruned", why="no network difficulty known for the PPLNS window")
+            return
+        retention = datetime.now(UTC) - timedelta(days=self.retention_days)
+        cutoff = await db.share_prune_cutoff(conn, retention, self.pplns_factor * difficulty * 65536)
+        if cutoff is not None:
+            dropped = await db.prune_shares(conn, cutoff)
+            if dropped:
+                self._log.info("shares.pruned", before=cutoff.isoformat(), partitions=dropped)
 
     async def _write_coin_tallies(self, conn: asyncpg.Connection) -> None:
         """Add this interval's time and difficulty per worker and coin, priced at the aggregator's

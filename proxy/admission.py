@@ -43,6 +43,8 @@ class Admission:
         self.limits = limits
         self.per_ip: Counter[str] = Counter()
         self.banned: dict[str, float] = {}
+        self.operator_banned: frozenset[str] = frozenset()
+        """IPs the operator banned (proxy.bans), until lifted."""
         self._connects: dict[str, TokenBucket] = {}
 
     @property
@@ -51,6 +53,8 @@ class Admission:
 
     def refusal(self, ip: str, now: float) -> str | None:
         """Why a new connection from `ip` is refused now, or None (then it counts as one attempt)."""
+        if ip in self.operator_banned:
+            return "IP banned by the pool operator"
         if self.is_banned(ip, now):
             return "IP temporarily banned for invalid shares"
         if self.connections >= self.limits.max_connections:

@@ -18,6 +18,7 @@ from payouts.accounts import refusal as account_refusal
 from payouts.db import account_names
 from proxy import db
 from proxy.accounting import Accounting, ShareWriter, share_log
+from proxy.bans import BanList
 from proxy.config import ProxyConfig, UpstreamConfig
 from proxy.decisions import DecisionFeed
 from proxy.dispatch import Dispatcher
@@ -75,6 +76,8 @@ class Proxy:
             self.blocks = RecordJournal(self.journal.blocks)
         self.host = config.host
         self.accounting = Accounting(log=log, host=self.host)
+        self.operator_bans = BanList()
+        self._states: dict[str, str] = {}
         self._token_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in config.tokens}
         self._accounts: set[str] = set()
         """Registered account names (payouts), refreshed from the database when they are required."""
@@ -96,7 +99,8 @@ class Proxy:
 
             self.writer = ShareWriter(log, dsn, self.journal.quarantine, self.accounting,
                                       config.share_flush_s, records=[(self.blocks, insert_block)],
-                                      metrics=self.metrics)
+                                      metrics=self.metrics, retention_days=config.share_retention_days,
+                                      pplns_factor=config.pplns_factor)
         self._metrics_http: WSGIServer | None = None
         self.ports: dict[str, int] = {}
         self.link: WorkerLink | None = None
@@ -140,7 +144,7 @@ class Proxy:
         self.metrics.blocks.labels(coin, status).inc()
 
     def _authorize(self, username: str, password: str) -> bool | str:
-        if not _valid_worker_name(username):
+        if not _valid_worker_name(username) or self.operator_bans.refuses_worker(username):
             return False
         if self.config.auth_mode == "tokens":
             digest = hashlib.sha256(password.split(",")[0].encode()).hexdigest()
@@ -154,6 +158,13 @@ class Proxy:
 
     def _upstream_state(self, upstream: Upstream) -> None:
         self.metrics.upstream_up.labels(upstream.name).set(1 if upstream.healthy else 0)
+        state = "up" if upstream.healthy else "down"
+        if self.dsn and self._states.get(upstream.name, "down") != state:
+            # The dashboard shows each upstream's latest event as its state.
+            self._states[upstream.name] = state
+            task = asyncio.get_running_loop().create_task(self._record_state(upstream.name, state))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if upstream.healthy:
             # Soon, not now: the router moves its miners first (it hears of the state after us).
             asyncio.get_running_loop().call_soon(self._work_available)
@@ -202,6 +213,18 @@ class Proxy:
             self.log.warning("move.not_recorded", error=str(exc), kind=move.kind, profile=move.profile,
                              previous=move.previous, active=move.active)
 
+    async def _record_state(self, upstream: str, state: str) -> None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+            try:
+                await db.insert_upstream_event(conn, upstream, state, {})
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError) as exc:
+            self.log.warning("state.not_recorded", error=str(exc), upstream=upstream, state=state)
+
     async def start(self, link_fd: int | None = None) -> None:
         """Listen on the configured ports, or, as a worker of a multi-process proxy, serve the
         connections its supervisor passes over `link_fd` (which also serves the metrics)."""
@@ -241,6 +264,8 @@ class Proxy:
             self._tasks.append(asyncio.create_task(self._refresh_tokens()))
         if self.config.require_accounts and self.dsn:
             self._tasks.append(asyncio.create_task(self._refresh_accounts()))
+        if self.dsn:
+            self._tasks.append(asyncio.create_task(self._poll_bans(), name="operator-bans"))
         self._tasks.append(asyncio.create_task(self._report()))
         self._tasks.append(asyncio.create_task(self._keepalive()))
 
@@ -282,6 +307,25 @@ class Proxy:
             except (OSError, asyncpg.PostgresError) as exc:
                 self.log.warning("accounts.refresh_failed", error=str(exc))
             await asyncio.sleep(10)
+
+    async def _poll_bans(self) -> None:
+        """The operator's bans (table `bans`), every bans_poll_s; an outage keeps the last ones."""
+        import asyncpg
+
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    bans = BanList.of(await db.operator_bans(conn))
+                finally:
+                    await conn.close()
+                if bans != self.operator_bans:
+                    self.operator_bans = bans
+                    self.server.apply_operator_bans(bans)
+                    self.log.info("bans.applied", workers=len(bans.workers), ips=len(bans.ips))
+            except (OSError, asyncpg.PostgresError) as exc:
+                self.log.warning("bans.refresh_failed", error=str(exc))
+            await asyncio.sleep(self.config.bans_poll_s)
 
     async def _report(self) -> None:
         last = time.monotonic()

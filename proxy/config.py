@@ -269,6 +269,14 @@ class ProxyConfig:
                 earnings[coin] = tuple(dict.fromkeys(earnings.get(coin, ()) + merged))
         return earnings
 
+    share_retention_days: float = 30.0
+    """Raw shares older than this are dropped (whole days), but never those inside the PPLNS window;
+    the 5-minute rollups (share_buckets) are kept."""
+    pplns_factor: float = 2.0
+    """The PPLNS window is pplns_factor x D x 65536 of share difficulty (D the network difficulty)."""
+    bans_poll_s: float = 5.0
+    """How often the operator's bans (table `bans`, set from the admin page) are read."""
+
     def __post_init__(self) -> None:
         if len(self.host_name) > _MAX_HOST_NAME or not self.host_name.isprintable():
             raise ConfigError("proxy.host_name",
@@ -280,6 +288,12 @@ class ProxyConfig:
         if not 1 <= self.keepalive_s <= 110:
             raise ConfigError("proxy.keepalive_s",
                               "must be 1..110 s (cpuminer drops a server silent for 120 s)")
+        if self.share_retention_days <= 0:
+            raise ConfigError("proxy.share_retention_days", "must be positive")
+        if self.pplns_factor <= 0:
+            raise ConfigError("proxy.pplns_factor", "must be positive")
+        if self.bans_poll_s <= 0:
+            raise ConfigError("proxy.bans_poll_s", "must be positive")
         if self.hash_processes < 0:
             raise ConfigError("proxy.hash_processes", "must be 0 (one per core) or more")
         names = [u.name for u in self.upstreams]

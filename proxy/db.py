@@ -157,6 +157,12 @@ async def worker_token_hashes(conn: asyncpg.Connection) -> set[str]:
     return {r["token_hash"] for r in rows}
 
 
+async def operator_bans(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """(kind, value) of the bans in force (table `bans`)."""
+    rows = await conn.fetch("SELECT kind, value FROM bans WHERE expires_at IS NULL OR expires_at > now()")
+    return [(r["kind"], r["value"]) for r in rows]
+
+
 # --- decisions (the decision feed) ---------------------------------------------------------------
 
 DECISIONS_CHANNEL = "qscrypt_decisions"
@@ -209,3 +215,27 @@ async def save_cursor(conn: asyncpg.Connection, coordinator_id: int, upstream: s
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# --- rollups and pruning (the share writer, once a day) ------------------------------------------
+
+
+async def share_prune_cutoff(conn: asyncpg.Connection, retention_before: datetime,
+                             window_work: float) -> datetime | None:
+    """How far back raw shares may go: the retention's limit, or the PPLNS window's start if that
+    is earlier (never cut into the window). None: no shares yet, nothing to prune."""
+    start = await conn.fetchval("SELECT qscrypt_pplns_window_start($1)", window_work)
+    if start is None:
+        return None
+    return min(start, retention_before)  # type: ignore[no-any-return]
+
+
+async def max_network_difficulty(conn: asyncpg.Connection) -> float | None:
+    """The largest scrypt network difficulty the aggregator knows: the longest PPLNS window."""
+    value = await conn.fetchval("SELECT max(difficulty) FROM coins WHERE algorithm = 'scrypt'")
+    return _float(value)
+
+
+async def prune_shares(conn: asyncpg.Connection, before: datetime) -> int:
+    """Drop raw shares older than `before` (whole daily partitions); partitions dropped."""
+    return int(await conn.fetchval("SELECT qscrypt_prune_shares($1)", before))

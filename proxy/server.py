@@ -18,6 +18,7 @@ from mining import stratum
 from proxy import validate
 from proxy.accounting import Accounting
 from proxy.admission import Admission, BanPolicy
+from proxy.bans import BanList
 from proxy.config import LimitsConfig, ListenConfig, VardiffConfig
 from proxy.dispatch import Dispatcher
 from proxy.hashers import HasherPool
@@ -727,6 +728,15 @@ class StratumServer:
         self.ban(ip, self.limits.ban_seconds)
         if self.on_banned is not None:
             self.on_banned(ip, self.limits.ban_seconds)
+
+    def apply_operator_bans(self, bans: BanList) -> None:
+        """Refuse the operator's banned IPs and close the connections of banned IPs and workers."""
+        self.admission.operator_banned = bans.ips
+        for conn in list(self.connections):
+            if bans.refuses_ip(conn.ip):
+                conn.close("IP banned by the pool operator")
+            elif any(bans.refuses_worker(w) for w in conn.session.workers):
+                conn.close("worker banned by the pool operator")
 
     def ban(self, ip: str, seconds: float) -> None:
         """Refuse `ip` for `seconds` and close its connections (also when another worker banned it)."""

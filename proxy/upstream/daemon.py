@@ -212,6 +212,10 @@ class DaemonUpstream(Upstream):
         self._log = get_logger(upstream=self.name, coin=profile.symbol)
         self._templates: OrderedDict[str, _Template] = OrderedDict()
         self._current: _Template | None = None
+        self._block_lock = asyncio.Lock()
+        self._won_on: OrderedDict[bytes, None] = OrderedDict()
+        """The previous-block hashes our accepted blocks build on (the last few): a share that
+        completes another block on one of them would only compete with our own."""
         self._job_counter = 0
         self._chain_checked = False
         # When the daemon last confirmed that the current job builds on its best block.
@@ -409,6 +413,16 @@ class DaemonUpstream(Upstream):
             if value > entry.fields.target:
                 # Only an aux chain's block: Litecoin has no use for the share.
                 return SubmitOutcome(True, None, time.monotonic() - started)
+        # One block at a time: two shares that win on one template (regtest, or a lucky farm) must
+        # not both go out, or the second competes with our own block and ends off the best chain.
+        async with self._block_lock:
+            if entry.fields.prevhash in self._won_on:
+                return SubmitOutcome(False, "stale: a block of ours at this height was accepted first",
+                                     time.monotonic() - started, status="stale")
+            return await self._submit_won(entry, header, extranonce2, worker, found_at, started)
+
+    async def _submit_won(self, entry: _Template, header: bytes, extranonce2: bytes, worker: str,
+                          found_at: datetime, started: float) -> SubmitOutcome:
         try:
             block = assemble_block(header, entry.job.coinbase(self.extranonce1, extranonce2), entry.template)
         except ValueError as exc:
@@ -423,6 +437,9 @@ class DaemonUpstream(Upstream):
         accepted = status == "accepted"
         if accepted:
             self.accepted += 1
+            self._won_on[entry.fields.prevhash] = None
+            while len(self._won_on) > TEMPLATES_KEPT:
+                self._won_on.popitem(last=False)
             self._wake.set()  # our own block is the new tip: fetch work on it now
         else:
             self.rejected += 1
