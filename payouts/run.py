@@ -227,7 +227,9 @@ async def _send_batch(
     outputs: dict[str, int] = {}
     for payout in await db.batch_outputs(conn, batch_id):
         outputs[payout["address"]] = outputs.get(payout["address"], 0) + payout["amount"]
-    amounts = {address: float(_amount(units)) for address, units in outputs.items()}
+    # As strings: the daemon reads an amount from a string exactly (AmountFromValue), where a float
+    # of 16 significant digits would be rounded by JSON on the way.
+    amounts = {address: format(_amount(units), "f") for address, units in outputs.items()}
     subtract = sorted(outputs) if config.tx_fee == "miners" else []
     try:
         txid = await wallet.acall("sendmany", "", amounts, 1, comment, subtract, timeout_s=120.0)
