@@ -41,6 +41,9 @@ class Coin:
     share_diff1_target: int = SHARE_DIFF1_TARGET
     # The chain id of a coin that takes merged-mined (AuxPoW) blocks; None: it takes none.
     aux_chain_id: int | None = None
+    # Confirmations before a coinbase may be spent: Litecoin's COINBASE_MATURITY, Dogecoin's
+    # nCoinbaseMaturity (of the consensus params in force since block 145,000 on main and test).
+    coinbase_maturity: int = 100
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
@@ -95,10 +98,13 @@ DOGE_MAIN = Coin(
     p2sh_versions=(0x16,),
     rpc_port=22555,
     aux_chain_id=98,
+    coinbase_maturity=240,
 )
 # Dogecoin testnet and regtest differ in the P2PKH version only (0x71 against Bitcoin's 0x6f).
 DOGE_TEST = replace(DOGE_MAIN, network="test", p2pkh_versions=(0x71,), p2sh_versions=(0xC4,), rpc_port=44555)
-DOGE_REGTEST = replace(DOGE_TEST, network="regtest", p2pkh_versions=(0x6F,), rpc_port=18332)
+DOGE_REGTEST = replace(
+    DOGE_TEST, network="regtest", p2pkh_versions=(0x6F,), rpc_port=18332, coinbase_maturity=60
+)
 
 COINS: tuple[Coin, ...] = (LTC_MAIN, LTC_TEST, LTC_REGTEST, DOGE_MAIN, DOGE_TEST, DOGE_REGTEST)
 

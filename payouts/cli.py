@@ -45,9 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--earned-at", help="RFC 3339 time the payment was earned up to (default: now)")
 
 
-def wallet_of(config: CoinPayouts) -> JsonRpcClient:
+def wallet_of(config: CoinPayouts, symbol: str = "*") -> JsonRpcClient:
+    """The coin's daemon (its `wallet` endpoint when one is named): it settles the coin's blocks
+    (`getblock`) and pays (`sendmany`)."""
     if not config.rpc_url:
-        raise ConfigError("payouts.coins.*.rpc_url", "is required to pay (the daemon whose wallet sends)")
+        raise ConfigError(f"payouts.coins.{symbol}.rpc_url", "is required (the coin's daemon)")
     client = JsonRpcClient(
         config.rpc_url,
         config.rpc_user,
@@ -79,12 +81,12 @@ async def _run(config: PayoutsConfig, args: argparse.Namespace) -> int:
     if not symbols:
         raise ConfigError("payouts.coins", "no coin configured: add a [payouts.coins.SYMBOL] table")
     coins = {s: config.coin(s) for s in symbols}
-    if not args.no_send:
-        for symbol, coin in coins.items():
-            if not coin.rpc_url:
-                raise ConfigError(
-                    f"payouts.coins.{symbol}.rpc_url", "is required to pay (the daemon whose wallet sends)"
-                )
+    for symbol, coin in coins.items():
+        # Solo mode asks the coin's own daemon how deep each found block is (a DOGE block:
+        # dogecoind), even with --no-send; paying needs its wallet.
+        if not coin.rpc_url and (coin.mode == "solo" or not args.no_send):
+            why = "the daemon that settles its blocks" if coin.mode == "solo" else "the paying wallet"
+            raise ConfigError(f"payouts.coins.{symbol}.rpc_url", f"is required: {why}")
     every = config.every_s if args.every is None else args.every
     log = get_logger()
     try:
@@ -97,7 +99,7 @@ async def _run(config: PayoutsConfig, args: argparse.Namespace) -> int:
         with stop_on_signals() as stop:
             while True:
                 for symbol, coin in coins.items():
-                    wallet = wallet_of(coin)
+                    wallet = wallet_of(coin, symbol)
                     try:
                         report = await run_payouts(
                             pool, symbol, coin, wallet, datetime.now(UTC), send=not args.no_send

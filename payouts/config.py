@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from mining.coins import coin as coin_by_symbol
 from qscrypt.settings import ConfigError
 
 UNITS_PER_COIN = 10**8
@@ -41,8 +42,9 @@ class CoinPayouts:
     approval_threshold: float = 0.0
     """Payouts above this many coins wait for POST /v1/payouts/{id}/approve; 0: none wait."""
     pplns_factor: float = 2.0
-    maturity: int = 100
-    """Confirmations before a block's reward can be paid (Litecoin: 100, regtest the same)."""
+    maturity: int = 0
+    """Confirmations before a block's reward can be paid; 0: the coin's own coinbase maturity
+    (Litecoin 100 on every network; Dogecoin 240, regtest 60)."""
     confirmations: int = 1
     """Confirmations before a payout counts as confirmed."""
     upstreams: list[str] = field(default_factory=list)
@@ -83,14 +85,27 @@ class CoinPayouts:
             raise ConfigError(f"{key}.scheme", 'solo pays the finder of a block: use it with mode = "solo"')
         if self.pplns_factor <= 0:
             raise ConfigError(f"{key}.pplns_factor", "must be positive")
-        if self.maturity < 1 or self.confirmations < 1:
-            raise ConfigError(f"{key}.maturity", "maturity and confirmations must be at least 1")
+        if self.maturity < 0:
+            raise ConfigError(f"{key}.maturity", "must be >= 0 (0: the coin's own coinbase maturity)")
+        if self.confirmations < 1:
+            raise ConfigError(f"{key}.confirmations", "must be at least 1")
         if self.pps_period_s < 60 or self.pps_settle_s < 0 or self.fpps_blocks < 1:
             raise ConfigError(f"{key}.pps_period_s", "must be >= 60 s (pps_settle_s >= 0, fpps_blocks >= 1)")
         if not 1 <= self.max_outputs <= 2500:
             raise ConfigError(f"{key}.max_outputs", "must be 1..2500 (a standard transaction's size)")
         if self.rpc_url and not self.rpc_url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}.rpc_url", "must be an http:// or https:// URL")
+
+    def maturity_of(self, symbol: str) -> int:
+        """Confirmations a block of `symbol` needs before its reward is payable: `maturity`, or
+        the coin's own coinbase maturity on `network` (mining.coins) when that is 0."""
+        if self.maturity:
+            return self.maturity
+        try:
+            return coin_by_symbol(symbol, self.network).coinbase_maturity
+        except ValueError:
+            known = f"Qscrypt does not know {symbol}'s coinbase maturity on {self.network}"
+            raise ConfigError(f"payouts.coins.{symbol}.maturity", f"set it: {known}") from None
 
     @property
     def minimum_units(self) -> int:
@@ -118,6 +133,15 @@ class PayoutsConfig:
             if symbol != symbol.upper() or not symbol.isalnum():
                 raise ConfigError(f"payouts.coins.{symbol}", "coin symbols are upper case letters and digits")
             coin.check(f"payouts.coins.{symbol}")
+            coin.maturity_of(symbol)  # a coin without a known maturity must set one
+            if symbol != "LTC" and coin.scheme in ("pps", "fpps") and not coin.halving_interval:
+                # The default subsidy schedule is Litecoin's: PPS would price a DOGE share in LTC.
+                raise ConfigError(
+                    f"payouts.coins.{symbol}.halving_interval",
+                    f"{coin.scheme} prices shares by the block subsidy, and the default schedule is "
+                    f"Litecoin's: set initial_subsidy and halving_interval for {symbol} (Dogecoin since "
+                    "block 600,000: initial_subsidy = 10000, halving_interval = 1000000000)",
+                )
         if self.every_s < 0:
             raise ConfigError("payouts.every_s", "must be >= 0")
 

@@ -85,8 +85,10 @@ async def settle_blocks(
     conn: asyncpg.Connection, coin: str, config: CoinPayouts, rpc: Rpc, report: SettleReport | None = None
 ) -> SettleReport:
     """Solo mode: credit each accepted block's reward by the coin's scheme (immature), make it
-    payable once it has `maturity` confirmations, and reverse it if the daemon says it left the
-    main chain. PPS/FPPS pay shares instead (`credit_pps`): there a block is the pool's income."""
+    payable once it has the coin's maturity in confirmations, and reverse it if the daemon says it
+    left the main chain. `rpc` is `coin`'s own daemon (a merge-mined DOGE block is asked of
+    dogecoind), so every coin's blocks settle on their own chain. PPS/FPPS pay shares instead
+    (`credit_pps`): there a block is the pool's income."""
     report = report or SettleReport()
     for block in await db.unsettled_blocks(conn, coin):
         block_hash = block["hash"]
@@ -108,7 +110,7 @@ async def settle_blocks(
                 split = await _block_split(conn, coin, config, block, float(info["difficulty"]))
                 await db.post(conn, split_entries(coin, found, split, "immature"))
                 report.found.append(block_hash)
-            if confirmations >= config.maturity:
+            if confirmations >= config.maturity_of(coin):
                 immature = await db.account_bucket_sums(conn, coin, found, "immature")
                 entries: list[Entry] = []
                 for account, units in sorted(immature.items()):

@@ -61,10 +61,15 @@
     if (etag && method === "GET") cache.set(url, {etag, body});
     return body;
   }
-  // A fetch whose 404 means "that part of Qscrypt is not installed": null instead of an error.
+  // A fetch whose 404 is an answer to show, not a failure of the page: the API's own words
+  // ("no account 'x': ...") or, where no endpoint answered, that the part is not installed.
+  class Missing { constructor(message) { this.message = message; } }
   async function optional(url, opts) {
-    try { return await api(url, opts); } catch (e) { if (e.status === 404) return null; throw e; }
+    try { return await api(url, opts); } catch (e) { if (e.status === 404) return new Missing(e.message); throw e; }
   }
+  const missing = (v, what, path) => v instanceof Missing
+    ? (v.message && v.message !== "HTTP 404" ? `${what}: ${v.message}.` : `${what} is not available: this Qscrypt has no ${path} (it answered 404).`)
+    : null;
   function table(cls, headers, rows, emptyText) {
     if (!rows.length) return el("p", {class: "empty", "data-empty": cls}, emptyText);
     return el("div", {class: "table-wrap"}, el("table", {class: cls},
@@ -159,12 +164,12 @@
       return [w.name, rate(w.hashrate_hs), when(w.last_share_at), int(w.accepted), int(w.rejected), int(w.stale), reasons || "—"];
     });
     const total = workers.items.reduce((s, w) => s + w.hashrate_hs, 0);
-    const balanceCard = balances === null
-      ? el("p", {class: "empty", "data-empty": "balances"}, "Balances are not available: this Qscrypt has no accounts ledger (GET /v1/accounts/…/balances answered 404).")
+    const balanceCard = balances instanceof Missing
+      ? el("p", {class: "empty", "data-empty": "balances"}, missing(balances, "No balance", "GET /v1/accounts/…/balances"))
       : table("balances", ["Coin", {label: "Immature", num: true}, {label: "Pending", num: true}, {label: "Paid", num: true}],
               balances.balances.map(b => [b.coin, b.immature, b.pending, b.paid]), "No earnings yet.");
-    const payoutCard = payouts === null
-      ? el("p", {class: "empty", "data-empty": "payouts"}, "Payout history is not available: this Qscrypt has no payouts (GET /v1/accounts/…/payouts answered 404).")
+    const payoutCard = payouts instanceof Missing
+      ? el("p", {class: "empty", "data-empty": "payouts"}, missing(payouts, "No payout history", "GET /v1/accounts/…/payouts"))
       : [table("payouts", ["Created", "Coin", {label: "Amount", num: true}, "Status", "Transaction"],
                payouts.items.map(p => [when(p.created_at), p.coin, p.amount, p.status, p.txid ? el("code", {}, p.txid) : "—"]),
                "No payouts yet."),
@@ -206,11 +211,22 @@
       ev.preventDefault();
       act(() => api("/v1/bans", {method: "POST", auth: true, body: {kind: kind.value, value: value.value.trim(), reason: reason.value}}));
     }}, kind, value, reason, el("button", {class: "primary", type: "submit"}, "Ban"));
-    const feeItems = fees === null ? null : (Array.isArray(fees) ? fees : fees.items || []);
+    // GET /v1/fees lists only the coins whose fee was set here (the others use [payouts] fee_percent):
+    // a coin not listed yet is set with the form under the table.
+    const feeItems = fees instanceof Missing ? null : fees.items;
+    const feeCoin = el("input", {name: "fee_coin", placeholder: "coin, e.g. LTC", "aria-label": "fee coin", size: 8, required: "",
+                                 pattern: "[A-Za-z0-9]{1,10}"});
+    const feePercent = el("input", {type: "number", name: "fee_percent", min: "0", max: "100", step: "0.01", placeholder: "fee %",
+                                    "aria-label": "fee percent", required: ""});
+    const feeForm = el("form", {class: "inline", "data-form": "fee", onsubmit: ev => {
+      ev.preventDefault();
+      act(() => api(`/v1/fees/${encodeURIComponent(feeCoin.value.trim().toUpperCase())}`,
+                    {method: "PUT", auth: true, body: {fee_percent: Number(feePercent.value)}}));
+    }}, feeCoin, feePercent, el("button", {class: "primary", type: "submit"}, "Set fee"));
     return [
       el("h1", {}, "Admin"), login,
-      card("Payouts awaiting approval", payouts === null
-        ? el("p", {class: "empty", "data-empty": "approvals"}, "Payout approval is not available: this Qscrypt has no payouts (GET /v1/payouts answered 404).")
+      card("Payouts awaiting approval", payouts instanceof Missing
+        ? el("p", {class: "empty", "data-empty": "approvals"}, missing(payouts, "Payout approval", "GET /v1/payouts"))
         : table("approvals", ["ID", "Account", "Coin", {label: "Amount", num: true}, "Created", ""],
             payouts.items.map(p => [String(p.id), p.account, p.coin, p.amount, when(p.created_at),
               el("button", {type: "button", class: "primary", "data-approve": String(p.id),
@@ -221,12 +237,12 @@
           el("button", {type: "button", "data-unban": b.value, onclick: () => act(() => api(`/v1/bans/${b.id}`, {method: "DELETE", auth: true}))}, "Unban")]),
         "Nobody is banned.")),
       card("Operator fee", feeItems === null
-        ? el("p", {class: "empty", "data-empty": "fees"}, "Fees are not available: this Qscrypt has no payouts (GET /v1/fees answered 404).")
-        : table("fees", ["Coin", {label: "Fee %", num: true}, ""], feeItems.map(f => {
+        ? el("p", {class: "empty", "data-empty": "fees"}, missing(fees, "Fees", "GET /v1/fees"))
+        : [table("fees", ["Coin", {label: "Fee %", num: true}, ""], feeItems.map(f => {
             const input = el("input", {type: "number", min: "0", max: "100", step: "0.01", value: String(f.fee_percent), "aria-label": `fee ${f.coin}`, size: 6});
             return [f.coin, input, el("button", {type: "button", onclick: () => act(() =>
               api(`/v1/fees/${encodeURIComponent(f.coin)}`, {method: "PUT", auth: true, body: {fee_percent: Number(input.value)}}))}, "Save")];
-          }), "No fees configured.")),
+          }), "No fee set here yet: every coin pays its [payouts] fee_percent."), feeForm]),
       card("Profiles", profiles.items.length ? profiles.items.map(p => {
         const {name, updated_at, ...editable} = p;
         const text = el("textarea", {"aria-label": `profile ${name}`, "data-profile": name}, JSON.stringify(editable, null, 2));

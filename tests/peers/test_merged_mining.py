@@ -8,6 +8,9 @@ AuxPoW parent is our Litecoin work (its coinbase ours, its header one of the Lit
 submitted), across Litecoin's MWEB activation; a Dogecoin node that freezes or stops must not stop
 or slow Litecoin mining.
 
+The first test then settles the merge-mined Dogecoin blocks with the payout code on dogecoind:
+credited to the miner's account, payable at Dogecoin's regtest maturity (60 confirmations).
+
 Only one aux chain rides here: a second Dogecoin regtest node, even on another chain, has chain id
 98 as well, and one parent block has one slot per chain id (the config refuses it); several chain
 ids at once are tested on bytes (tests/mining/test_auxpow.py), and Dogecoin Core takes its block
@@ -20,6 +23,7 @@ import asyncio
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,10 +33,14 @@ from structlog.testing import capture_logs
 
 from mining.auxpow import AuxPow, check_auxpow, coinbase_script_sig
 from mining.hashing import sha256d
+from payouts import db as payouts_db
+from payouts.config import PayoutsConfig
+from payouts.run import run_payouts
 from proxy.config import AuxChainConfig, UpstreamConfig
 from proxy.upstream.daemon import DaemonUpstream
 from qscrypt.devnet.dogecoind import AUXPOW_START_HEIGHT, DogecoinNode, regtest_address
 from qscrypt.devnet.litecoind import MWEB_ACTIVATION_HEIGHT, RegtestPair
+from qscrypt.settings import load_section
 from tests.peers.support import RunningProxy, running_proxy, solo_upstream, wait_until
 from tests.services.peers import PeerFactory
 from tests.solo.support import block_row
@@ -130,6 +138,32 @@ async def test_cpuminer_merge_mines_dogecoin_across_mweb_activation(
     print(f"\nmerged mining: {len(ltc_blocks)} Litecoin blocks (heights to {pair.height()}) and "
           f"{len(doge_blocks)} Dogecoin blocks (to {node.height()}) in {took:.1f} s; Litecoin parents of "
           f"Dogecoin blocks at heights {parents}")
+    await _the_dogecoin_blocks_pay_the_miner(pg_dsn, node, [block["hash"] for block, _ in doge_blocks])
+
+
+async def _the_dogecoin_blocks_pay_the_miner(dsn: str, node: DogecoinNode, doge_hashes: list[str]) -> None:
+    """The payouts settle the merge-mined blocks on dogecoind: the miner's account (registered with
+    a Dogecoin payout address) is credited immature, payable at Dogecoin's maturity (regtest 60)."""
+    config = load_section(PayoutsConfig, {"coins": {"DOGE": {
+        "network": "regtest", "minimum": 1.0, "rpc_url": node.rpc_url, "rpc_user": node.user,
+        "rpc_password": node.password}}}, "payouts").coin("DOGE")
+    payee = regtest_address(b"merged mining test: the miner's own Dogecoin address")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await payouts_db.register(conn, "merged", None, "0" * 64, {"DOGE": payee})
+        found = await run_payouts(pool, "DOGE", config, node.rpc, datetime.now(UTC), send=False)
+        assert sorted(found.settled.found) == sorted(doge_hashes) and found.created == 0, found.summary()
+        owed = len(doge_hashes) * (500_000 * 10**8 * 99 // 100)  # solo scheme, 1 % fee
+        await node.acall("generatetoaddress", 60, node.mining_address)  # the youngest has 60 now
+        mature = await run_payouts(pool, "DOGE", config, node.rpc, datetime.now(UTC), send=False)
+        assert sorted(mature.settled.matured) == sorted(doge_hashes), mature.summary()
+        async with pool.acquire() as conn:
+            payout = await conn.fetchrow(
+                "SELECT account, address, amount, status FROM payouts WHERE coin = 'DOGE'")
+        assert tuple(payout) == ("merged", payee, owed, "pending")
+    finally:
+        await pool.close()
 
 
 async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
