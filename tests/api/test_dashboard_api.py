@@ -48,10 +48,10 @@ async def _fill(conn: asyncpg.Connection, now: datetime) -> None:
     await proxy_db.add_worker_totals(
         conn,
         [
-            ("alice.rig1", 60, 1, 0, now - timedelta(seconds=1)),
-            ("alice.rig2", 1, 0, 1, now - timedelta(minutes=4)),
-            ("alice.rig3", 0, 0, 0, now - timedelta(days=5)),
-            ("bob.x", 1, 0, 0, now - timedelta(days=3)),
+            ("alice.rig1", 60, 1, 0, now - timedelta(seconds=1), None, None),
+            ("alice.rig2", 1, 0, 1, now - timedelta(minutes=4), None, None),
+            ("alice.rig3", 0, 0, 0, now - timedelta(days=5), None, None),
+            ("bob.x", 1, 0, 0, now - timedelta(days=3), None, None),
         ],
     )
     await conn.execute(

@@ -79,7 +79,9 @@ async def test_silent_pool_fails_over_and_preferred_pool_is_taken_back(make_prox
         a.silent = False
         # The proxy dropped the silent session; the pool answers again on reconnect.
         await wait_for(lambda: proxy.router.active == "a", "fallback to the preferred pool", timeout=15)
-        assert miner.extranonce1[:4] == proxy.upstream("a").extranonce1
+        # The miner hears of it by mining.set_extranonce, just after the route moved.
+        await wait_for(lambda: miner.extranonce1[:4] == proxy.upstream("a").extranonce1,
+                       "the miner moved to the preferred pool's extranonce", timeout=5)
     finally:
         await a.stop()
         await b.stop()

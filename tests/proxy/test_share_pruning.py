@@ -9,7 +9,7 @@ import asyncpg
 from proxy import db
 from proxy.accounting import ShareWriter, share_log
 
-COLUMNS = db.SHARE_COLUMNS[:-1]
+COLUMNS = db.SHARE_COLUMNS[:8]  # up to `reason`: no block, address or host
 
 
 async def _partitions(conn: asyncpg.Connection) -> list[str]:
