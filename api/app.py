@@ -12,13 +12,12 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import Any
 
 import asyncpg
 import structlog
@@ -32,38 +31,33 @@ from api.decision import Choice, Rule
 from api.inputs import json_body, read_params
 from api.market import Figures, figures, power_cost_per_day
 from api.metrics import ApiMetrics
-from api.openapi import Details, Operation
+from api.openapi import Operation
 from api.openapi import document as openapi_document
 from api.problems import Problem, invalid, not_found
 from api.profiles import profile_from_input
 from api.ratelimit import RateLimiter, retry_after_header
+from api.routes import (
+    CONFIG,
+    DECIDER,
+    METRICS,
+    OPERATIONS,
+    POOL,
+    conditional,
+    dumps,
+    json_response,
+    not_modified,
+    route,
+)
 
 DEFAULT_PROFILE = "default"
 MAX_BUCKETS = 10_000
 _HISTORY_POINTS = 500
 _MAX_BODY = 64 * 1024
 
-CONFIG = web.AppKey("config", ApiConfig)
-POOL = web.AppKey("pool", asyncpg.Pool)
-DECIDER = web.AppKey("decider", Decider)
-METRICS = web.AppKey("metrics", ApiMetrics)
 _TASK = web.AppKey("decider_task", asyncio.Task)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("api")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-_dumps = functools.partial(json.dumps, default=_json_default, allow_nan=False, separators=(",", ":"))
-
-
-def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
 
 
 # --- middlewares ---------------------------------------------------------------------------------
@@ -285,22 +279,6 @@ def decision_json(view: DecisionView, now: datetime, max_age_s: float) -> dict[s
     }
 
 
-def _not_modified(request: web.Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    if header is None:
-        return False
-    # Weak comparison (RFC 9110 §13.1.2): validators match whatever their W/ prefixes.
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return "*" in tags or etag.removeprefix("W/") in tags
-
-
-def _conditional(request: web.Request, etag: str, body: Callable[[], Any]) -> web.Response:
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _not_modified(request, etag):
-        return web.Response(status=304, headers=headers)
-    return _json(body(), headers=headers)
-
-
 def _coin_json(row: asyncpg.Record) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "id"}
 
@@ -336,27 +314,12 @@ def _hardware_json(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
 
 # --- routes --------------------------------------------------------------------------------------
 
-OPERATIONS: list[Operation] = []
-"""Every route, in the order served and documented."""
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[web.StreamResponse]])
-
-
-def route(method: str, path: str, summary: str, **details: Unpack[Details]) -> Callable[[Endpoint], Endpoint]:
-    """Serve the decorated handler as `method` on `path`, documented with `summary` and `details`."""
-
-    def register(handler: Endpoint) -> Endpoint:
-        OPERATIONS.append(Operation.of(handler, method, path, summary, **details))
-        return handler
-
-    return register
-
-
 # --- handlers ------------------------------------------------------------------------------------
 
 
 @route("GET", "/healthz", "The process is up", answer=models.Health)
 async def healthz(request: web.Request, p: models.NoParams) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @route(
@@ -397,7 +360,7 @@ async def readyz(request: web.Request, p: models.NoParams) -> web.Response:
             "data_age_s": age,
             "stale": age is None or age > config.max_data_age_s,
         }
-    return _json({"status": "ready", "database": "ok", "last_pass_s": passed, "data": data})
+    return json_response({"status": "ready", "database": "ok", "last_pass_s": passed, "data": data})
 
 
 @route("GET", "/metrics", "Prometheus metrics", content={"text/plain": {"schema": {"type": "string"}}})
@@ -408,13 +371,13 @@ async def metrics(request: web.Request, p: models.NoParams) -> web.Response:
 
 @route("GET", "/openapi.json", "This document", content={"application/json": {"schema": {"type": "object"}}})
 async def openapi(request: web.Request, p: models.NoParams) -> web.Response:
-    return _json(document())
+    return json_response(document())
 
 
 @route("GET", "/v1/coins", "Coins as the aggregator last saw them", answer=models.CoinList, errors=(503,))
 async def list_coins(request: web.Request, p: models.AlgorithmFilter) -> web.Response:
     rows = await db.coins(request.app[POOL], p.algorithm)
-    return _json({"items": [_coin_json(r) for r in rows]})
+    return json_response({"items": [_coin_json(r) for r in rows]})
 
 
 async def _coin_or_404(request: web.Request, p: models.CoinParams) -> asyncpg.Record:
@@ -426,7 +389,7 @@ async def _coin_or_404(request: web.Request, p: models.CoinParams) -> asyncpg.Re
 
 @route("GET", "/v1/coins/{symbol}", "One coin", answer=models.Coin, errors=(404, 503))
 async def get_coin(request: web.Request, p: models.CoinParams) -> web.Response:
-    return _json(_coin_json(await _coin_or_404(request, p)))
+    return json_response(_coin_json(await _coin_or_404(request, p)))
 
 
 @route(
@@ -440,7 +403,7 @@ async def coin_history(request: web.Request, p: models.CoinHistoryParams) -> web
     coin = await _coin_or_404(request, p)
     start, end, step = _time_range(p, request.app[DECIDER].now())
     rows = await db.coin_history(request.app[POOL], coin["id"], p.source, start, end, step)
-    return _json(
+    return json_response(
         {
             "symbol": coin["symbol"],
             "algorithm": coin["algorithm"],
@@ -454,7 +417,7 @@ async def coin_history(request: web.Request, p: models.CoinHistoryParams) -> web
 @route("GET", "/v1/pools", "Pools", answer=models.PoolList, errors=(503,))
 async def list_pools(request: web.Request, p: models.PoolsParams) -> web.Response:
     rows = await db.pools(request.app[POOL], p.coin, p.algorithm)
-    return _json({"items": _rows(rows, drop=("id",))})
+    return json_response({"items": _rows(rows, drop=("id",))})
 
 
 async def _pool_or_404(request: web.Request, p: models.PoolParams) -> asyncpg.Record:
@@ -469,7 +432,7 @@ async def _pool_or_404(request: web.Request, p: models.PoolParams) -> asyncpg.Re
 @route("GET", "/v1/pools/{name}", "One pool", answer=models.Pool, errors=(404, 503))
 async def get_pool(request: web.Request, p: models.PoolParams) -> web.Response:
     row = await _pool_or_404(request, p)
-    return _json({k: v for k, v in row.items() if k != "id"})
+    return json_response({k: v for k, v in row.items() if k != "id"})
 
 
 @route(
@@ -483,7 +446,7 @@ async def pool_history(request: web.Request, p: models.PoolHistoryParams) -> web
     pool = await _pool_or_404(request, p)
     start, end, step = _time_range(p, request.app[DECIDER].now())
     rows = await db.pool_history(request.app[POOL], pool["id"], start, end, step)
-    return _json(
+    return json_response(
         {"name": pool["name"], "coin": pool["coin"], **_range_json(start, end, step), "points": _rows(rows)}
     )
 
@@ -497,7 +460,7 @@ async def pool_history(request: web.Request, p: models.PoolHistoryParams) -> web
 )
 async def list_hardware(request: web.Request, p: models.HardwareListParams) -> web.Response:
     rows = await db.hardware(request.app[POOL], p.algorithm, p.kind)
-    return _json({"items": _hardware_json(rows)})
+    return json_response({"items": _hardware_json(rows)})
 
 
 @route("GET", "/v1/hardware/{slug}", "One device", answer=models.Hardware, errors=(404, 503))
@@ -505,7 +468,7 @@ async def get_hardware(request: web.Request, p: models.HardwareParams) -> web.Re
     devices = _hardware_json(await db.hardware_by_slug(request.app[POOL], p.slug))
     if not devices:
         raise not_found(f"no hardware {p.slug!r}")
-    return _json(devices[0])
+    return json_response(devices[0])
 
 
 @route(
@@ -545,7 +508,7 @@ async def profitability(request: web.Request, p: models.ProfitabilityParams) -> 
         items = [{"rank": i, **earning_json(f)} for i, f in enumerate(priced, 1)]
     data_as_of = market.computed_at if market else None
     age = _age_s(now, data_as_of)
-    return _json(
+    return json_response(
         {
             "algorithm": p.algorithm,
             "hashrate_hs": hashrate,
@@ -563,7 +526,7 @@ async def profitability(request: web.Request, p: models.ProfitabilityParams) -> 
 
 @route("GET", "/v1/profiles", "Profiles", answer=models.ProfileList, errors=(503,))
 async def list_profiles(request: web.Request, p: models.NoParams) -> web.Response:
-    return _json({"items": [profile.to_json() for profile in await db.profiles(request.app[POOL])]})
+    return json_response({"items": [profile.to_json() for profile in await db.profiles(request.app[POOL])]})
 
 
 @route("GET", "/v1/profiles/{name}", "One profile", answer=models.StoredProfile, errors=(404, 409, 503))
@@ -571,7 +534,7 @@ async def get_profile(request: web.Request, p: models.ProfileParams) -> web.Resp
     profile = await db.profile(request.app[POOL], p.name)
     if profile is None:
         raise not_found(f"no profile {p.name!r}")
-    return _json(profile.to_json())
+    return json_response(profile.to_json())
 
 
 @route(
@@ -597,7 +560,7 @@ async def create_profile(
             kind="conflict",
         )
     await _after_profile_write(request)
-    return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
+    return json_response(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
 
 
 @route(
@@ -619,8 +582,9 @@ async def replace_profile(
     stored, created = await db.upsert_profile(request.app[POOL], profile_from_input(body, p.name))
     await _after_profile_write(request)
     if created:
-        return _json(stored.to_json(), status=201, headers={"Location": f"/v1/profiles/{stored.name}"})
-    return _json(stored.to_json())
+        return json_response(stored.to_json(), status=201,
+                             headers={"Location": f"/v1/profiles/{stored.name}"})
+    return json_response(stored.to_json())
 
 
 @route(
@@ -648,7 +612,7 @@ async def list_decisions(request: web.Request, p: models.NoParams) -> web.Respon
     views = decider.views()
     etag = 'W/"' + hashlib.sha256(" ".join(v.etag for v in views).encode()).hexdigest()[:32] + '"'
     now, max_age = decider.now(), decider.rule.max_data_age_s
-    return _conditional(request, etag, lambda: {"items": [decision_json(v, now, max_age) for v in views]})
+    return conditional(request, etag, lambda: {"items": [decision_json(v, now, max_age) for v in views]})
 
 
 @route(
@@ -669,19 +633,21 @@ async def get_decision(request: web.Request, p: models.DecisionParams) -> web.Re
     if view is None:
         raise not_found(f"no profile {p.profile!r}")
     now, max_age = decider.now(), decider.rule.max_data_age_s
-    return _conditional(request, view.etag, lambda: decision_json(view, now, max_age))
+    return conditional(request, view.etag, lambda: decision_json(view, now, max_age))
 
 
 @route("GET", "/v1/workers", "Workers, by name", answer=models.WorkerList, errors=(503,))
 async def list_workers(request: web.Request, p: models.WorkersParams) -> web.Response:
     rows = await db.workers(request.app[POOL], p.profile, p.after, p.limit)
-    return _json({"items": _rows(rows), "next_after": rows[-1]["name"] if len(rows) == p.limit else None})
+    return json_response({"items": _rows(rows),
+                          "next_after": rows[-1]["name"] if len(rows) == p.limit else None})
 
 
 @route("GET", "/v1/blocks", "Blocks found, newest first", answer=models.BlockList, errors=(503,))
 async def list_blocks(request: web.Request, p: models.BlocksParams) -> web.Response:
     rows = await db.blocks(request.app[POOL], p.coin, p.status, p.from_, p.to, p.before, p.limit)
-    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
+    return json_response({"items": _rows(rows),
+                          "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
 @route(
@@ -693,7 +659,8 @@ async def list_blocks(request: web.Request, p: models.BlocksParams) -> web.Respo
 )
 async def list_switch_events(request: web.Request, p: models.SwitchEventsParams) -> web.Response:
     rows = await db.switch_events(request.app[POOL], p.profile, p.from_, p.to, p.before, p.limit)
-    return _json({"items": _rows(rows), "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
+    return json_response({"items": _rows(rows),
+                          "next_before": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
 _READING_KEYS = tuple(models.AsicReading.model_fields)
@@ -744,7 +711,7 @@ def _config_device(name: str) -> Problem:
 @route("GET", "/v1/devices", "ASICs polled over the cgminer API, with their last poll",
        answer=models.DeviceList, errors=(503,))
 async def list_devices(request: web.Request, p: models.NoParams) -> web.Response:
-    return _json({"items": [_device_summary(r) for r in await db.devices(request.app[POOL])]})
+    return json_response({"items": [_device_summary(r) for r in await db.devices(request.app[POOL])]})
 
 
 @route("GET", "/v1/devices/{name}", "One ASIC and its last reading", answer=models.Device, errors=(404, 503))
@@ -752,7 +719,7 @@ async def get_device(request: web.Request, p: models.DeviceParams) -> web.Respon
     row = await db.device(request.app[POOL], p.name)
     if row is None:
         raise not_found(f"no device {p.name!r}")
-    return _json(_device_json(row))
+    return json_response(_device_json(row))
 
 
 @route(
@@ -773,8 +740,8 @@ async def put_device(request: web.Request, p: models.DeviceParams, body: models.
     row = await db.device(pool, p.name)
     assert row is not None
     if created:
-        return _json(_device_json(row), status=201, headers={"Location": f"/v1/devices/{p.name}"})
-    return _json(_device_json(row))
+        return json_response(_device_json(row), status=201, headers={"Location": f"/v1/devices/{p.name}"})
+    return json_response(_device_json(row))
 
 
 @route("DELETE", "/v1/devices/{name}", "Stop polling an ASIC registered here", status=204, errors=(404, 409),
@@ -798,7 +765,7 @@ _SERIES_SPAN = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timede
 
 def _etagged(request: web.Request, body: Any) -> web.Response:
     """The body with a validator of its content: a poll that finds it unchanged gets a 304."""
-    return _etagged_text(request, _dumps(body))
+    return _etagged_text(request, dumps(body))
 
 
 def _etagged_text(request: web.Request, text: str) -> web.Response:
@@ -806,7 +773,7 @@ def _etagged_text(request: web.Request, text: str) -> web.Response:
     data = text.encode()
     etag = 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="application/json", headers=headers)
 
@@ -926,14 +893,15 @@ async def account_hashrate(request: web.Request, p: models.AccountHashrateParams
     start, end, step = _series_range(request, p.window)
     total, workers = await db.account_series_json(request.app[POOL], p.account, start, end, step)
     # The points come as JSON from PostgreSQL (see db.account_series_json): spliced in as they are.
-    head = _dumps({"account": p.account, "window": p.window, "step_s": step})
+    head = dumps({"account": p.account, "window": p.window, "step_s": step})
     return _etagged_text(request, f'{head[:-1]},"total":{total},"workers":{workers}}}')
 
 
 @route("GET", "/v1/bans", "The operator's bans (admin)", answer=models.BanList, write=True)
 async def list_bans(request: web.Request, p: models.BansParams) -> web.Response:
     rows = await db.bans(request.app[POOL], p.after, p.limit)
-    return _json({"items": _rows(rows), "next_after": rows[-1]["id"] if len(rows) == p.limit else None})
+    return json_response({"items": _rows(rows),
+                          "next_after": rows[-1]["id"] if len(rows) == p.limit else None})
 
 
 @route(
@@ -947,7 +915,7 @@ async def list_bans(request: web.Request, p: models.BansParams) -> web.Response:
 )
 async def create_ban(request: web.Request, p: models.NoParams, body: models.BanCreate) -> web.Response:
     row = await db.insert_ban(request.app[POOL], body.kind, body.value, body.reason, body.expires_in_s)
-    return _json(dict(row.items()), status=201)
+    return json_response(dict(row.items()), status=201)
 
 
 @route("DELETE", "/v1/bans/{id}", "Lift a ban", status=204, errors=(404,), write=True)
@@ -1067,5 +1035,5 @@ def create_app(
     return app
 
 
-# The payouts endpoints register themselves on OPERATIONS (api/payouts.py imports from here).
+# The payouts endpoints register themselves on OPERATIONS (api.routes), after this module's own.
 from api import payouts as _payouts  # noqa: E402, F401

@@ -11,9 +11,9 @@ import asyncpg
 from aiohttp import web
 
 from api import payout_models as m
-from api.app import CONFIG, POOL, _conditional, _json, route
 from api.models import NoParams
 from api.problems import Problem, invalid, not_found
+from api.routes import CONFIG, POOL, conditional, json_response, route
 from mining.coins import COINS, Coin
 from mining.coins import coin as coin_by_symbol
 from payouts import db
@@ -99,7 +99,7 @@ async def create_account(request: web.Request, p: NoParams, body: m.AccountCreat
         "token": token,
         "created_at": row["created_at"],
     }
-    return _json(answer, status=201, headers={"Location": f"/v1/accounts/{row['name']}/balances"})
+    return json_response(answer, status=201, headers={"Location": f"/v1/accounts/{row['name']}/balances"})
 
 
 @route(
@@ -126,7 +126,7 @@ async def account_balances(request: web.Request, p: m.AccountParams) -> web.Resp
             for r in rows
         ],
     }
-    return _conditional(request, _etag(body), lambda: body)
+    return conditional(request, _etag(body), lambda: body)
 
 
 @route(
@@ -142,7 +142,7 @@ async def account_payouts(request: web.Request, p: m.AccountPayoutsParams) -> we
         await _known_account(request, conn, p.account)
         rows = await db.payouts_page(conn, p.account, None, _cursor(p.cursor), p.limit)
     body = _page(rows, p.limit)
-    return _conditional(request, _etag(body), lambda: body)
+    return conditional(request, _etag(body), lambda: body)
 
 
 @route(
@@ -158,7 +158,7 @@ async def list_payouts(request: web.Request, p: m.PayoutsParams) -> web.Response
     async with request.app[POOL].acquire() as conn:
         rows = await db.payouts_page(conn, None, p.status, _cursor(p.cursor), p.limit)
     body = _page(rows, p.limit, account=True)
-    return _conditional(request, _etag(body), lambda: body)
+    return conditional(request, _etag(body), lambda: body)
 
 
 @route(
@@ -176,7 +176,7 @@ async def approve_payout(request: web.Request, p: m.PayoutParams) -> web.Respons
         raise not_found(f"no payout {p.id}")
     if row["status"] == "failed":
         raise Problem(409, "Conflict", f"payout {p.id} failed: nothing to approve", kind="conflict")
-    return _json(_item(row, account=True))
+    return json_response(_item(row, account=True))
 
 
 @route(
@@ -219,7 +219,7 @@ async def record_pool_payment(request: web.Request, p: NoParams, body: m.PoolPay
         "created_at": row["created_at"],
         "split": row["split"],
     }
-    return _json(answer, status=201)
+    return json_response(answer, status=201)
 
 
 @route(
@@ -229,7 +229,7 @@ async def list_fees(request: web.Request, p: NoParams) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await db.fees(conn)
     body = {"items": [_fee(r) for r in rows]}
-    return _conditional(request, _etag(body), lambda: body)
+    return conditional(request, _etag(body), lambda: body)
 
 
 @route(
@@ -243,7 +243,7 @@ async def list_fees(request: web.Request, p: NoParams) -> web.Response:
 async def set_fee(request: web.Request, p: m.FeeParams, body: m.FeeSet) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = await db.set_fee(conn, p.coin, Decimal(str(body.fee_percent)))
-    return _json(_fee(row))
+    return json_response(_fee(row))
 
 
 def _fee(row: asyncpg.Record) -> dict[str, Any]:

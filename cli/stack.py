@@ -75,7 +75,8 @@ async def run_stack(config: Config, data_dir: Path, with_miner: bool, stop: asyn
     api_runner = None
     try:
         api_runner = await _start_api(api_config, dsn)
-        log.info("stack.api", decisions=f"{api_url}/v1/decisions", openapi=f"{api_url}/openapi.json")
+        log.info("stack.api", dashboard=f"{api_url}/", decisions=f"{api_url}/v1/decisions",
+                 openapi=f"{api_url}/openapi.json")
         tasks.append(asyncio.create_task(_aggregate(config, dsn, pair), name="aggregator"))
         tasks.append(asyncio.create_task(_fleet(fleet_config, dsn, stop), name="fleet"))
         await proxy.start()
