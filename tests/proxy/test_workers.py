@@ -73,6 +73,32 @@ def _readies(log: Path) -> int:
 @pytest.fixture
 async def supervised(tmp_path: Path, pool: PoolServer) -> AsyncIterator[Running]:
     cert, key = make_certificate(tmp_path)
+    # A port found free may be taken by another process's outgoing connection before the proxy
+    # binds it (the ephemeral range, on a busy machine): then the ports are picked again.
+    for _attempt in range(3):
+        running = await _start_supervised(tmp_path, pool, cert, key)
+        if running is not None:
+            break
+    else:
+        raise AssertionError("the proxy found its ports taken three times")
+    process, log = running.process, running.log
+    try:
+        # Both workers have their own upstream session and said they are ready.
+        await wait_for(lambda: pool.connections >= 2 and _readies(log) >= 2, "two ready workers", timeout=60)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if running.clean_exit_expected:
+        assert process.returncode == 0, log.read_text()[-3000:]
+
+
+async def _start_supervised(tmp_path: Path, pool: PoolServer, cert: Path, key: Path) -> Running | None:
+    """The supervisor with two workers on fresh ports; None if one of them was taken meanwhile."""
     port, tls_port, metrics_port = _free_port(), _free_port(), _free_port()
     config = tmp_path / "proxy.toml"
     config.write_text(f"""
@@ -105,20 +131,12 @@ user = "acct"
 """)
     log = tmp_path / "proxy.log"
     process = _spawn(config, log)
-    running = Running(process, port, tls_port, metrics_port, log)
-    try:
-        # Both workers have their own upstream session and said they are ready.
-        await wait_for(lambda: pool.connections >= 2 and _readies(log) >= 2, "two ready workers", timeout=60)
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if running.clean_exit_expected:
-        assert process.returncode == 0, log.read_text()[-3000:]
+    # The listeners and the metrics port are bound before the first worker starts.
+    await wait_for(lambda: process.poll() is not None or "supervisor.worker" in log.read_text()
+                   or "Address already in use" in log.read_text(), "the supervisor's listeners", timeout=30)
+    if process.poll() is not None and "Address already in use" in log.read_text():
+        return None
+    return Running(process, port, tls_port, metrics_port, log)
 
 
 async def _miner(port: int, ip: str = "127.0.0.1") -> ScriptedMiner:
