@@ -336,6 +336,18 @@ class Proxy:
             last = now
             self.report_workers(now)
             self.metrics.share_buffer.set(self.accounting.rows_waiting)
+            self.report_aux_chains()
+
+    def report_aux_chains(self) -> None:
+        """Whether each merge-mined chain's node answers: a chain down mines on silently otherwise
+        (Litecoin goes on, that coin's blocks are lost)."""
+        from proxy.upstream.daemon import DaemonUpstream
+
+        for upstream in self.dispatch.upstreams.values():
+            if isinstance(upstream, DaemonUpstream):
+                for chain in upstream.aux_chains:
+                    up = self.metrics.aux_chain_up.labels(upstream.name, chain.symbol)
+                    up.set(1 if chain.healthy else 0)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """/readyz: whether shares and blocks are being kept (the share writer runs under its

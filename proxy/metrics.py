@@ -81,6 +81,10 @@ class ProxyMetrics:
                                     multiprocess_mode="livesum")
         self.upstream_up = Gauge("qscrypt_upstream_up", "1 when the upstream is ready", ["upstream"],
                                  registry=r, multiprocess_mode="liveall")
+        self.aux_chain_up = Gauge("qscrypt_aux_chain_up",
+                                  "1 when a merge-mined chain's node answered its last poll (0: its blocks "
+                                  "are not being earned)", ["upstream", "coin"], registry=r,
+                                  multiprocess_mode="liveall")
         self.upstream_active = Gauge("qscrypt_upstream_active", "1 for the upstream miners mine on",
                                      ["upstream"], registry=r, multiprocess_mode="liveall")
         self.upstream_submits = Counter("qscrypt_upstream_submits_total", "Shares submitted upstream",

@@ -57,7 +57,7 @@ def run_promtool(*args: str, cwd: Path) -> str:
 
 def test_promtool_checks_the_rules_and_config_and_runs_the_rules_unit_tests() -> None:
     out = run_promtool("check", "rules", "alerts.yml", cwd=DEPLOY / "prometheus")
-    assert "SUCCESS: 14 rules found" in out, out
+    assert "SUCCESS: 15 rules found" in out, out
     run_promtool("check", "config", "prometheus.yml", cwd=DEPLOY / "prometheus")
     out = run_promtool("test", "rules", "alerts_test.yml", cwd=DEPLOY / "prometheus")
     assert "SUCCESS" in out, out

@@ -188,6 +188,9 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
         # Miners on a job committing to a Dogecoin block: the next share wins it, and its
         # submission waits on the frozen node while Litecoin blocks must go on.
         await wait_until(committed, 30, "a job committing to a Dogecoin block")
+        run.proxy.report_aux_chains()
+        assert run.proxy.metrics.registry.get_sample_value(
+            "qscrypt_aux_chain_up", {"upstream": "merged-down", "coin": "DOGE"}) == 1
         # Frozen: the node holds its sockets but answers nothing (a daemon stuck in a long reorg).
         os.kill(node.process.pid, signal.SIGSTOP)
         try:
@@ -205,6 +208,9 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
                              "2 Litecoin blocks while dogecoind is stopped")
         phases["stopped"] = (len(_ltc_blocks(run, since)), time.monotonic() - since)
         assert not chain.healthy
+        run.proxy.report_aux_chains()  # what the proxy's 10 s report does
+        assert run.proxy.metrics.registry.get_sample_value(
+            "qscrypt_aux_chain_up", {"upstream": "merged-down", "coin": "DOGE"}) == 0, "down, as metric"
         await miner.stop()
         await run.shares.settle()
         forwards = run.shares.forwarded()
