@@ -69,7 +69,8 @@ async def test_a_killed_hasher_is_restarted_and_loses_no_header() -> None:
     pool = HasherPool(2)
     await pool.start()
     try:
-        headers = [os.urandom(80) for _ in range(600)]
+        # Enough for the kill to land mid-stream with SIMD scrypt (~40 kH per CPU-second here).
+        headers = [os.urandom(80) for _ in range(20_000)]
         answers: dict[int, bytes] = {}
 
         def done(index: object, pow_hash: bytes) -> None:
@@ -83,8 +84,9 @@ async def test_a_killed_hasher_is_restarted_and_loses_no_header() -> None:
         assert hasher.transport is not None
         victim = hasher.transport.get_pid()
         os.kill(victim, signal.SIGKILL)
+        assert len(answers) < len(headers), "the hasher was killed with headers in hand"
         await wait_for(lambda: len(answers) == len(headers), "every header answered", timeout=60)
-        assert pool.restarts == 1
+        await wait_for(lambda: pool.restarts == 1, "the killed hasher restarted")
         assert hasher.transport is not None and hasher.transport.get_pid() != victim
         assert all(answers[i] == scrypt_pow(h) for i, h in enumerate(headers))
     finally:
