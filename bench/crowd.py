@@ -8,7 +8,8 @@ by several `Crowd` processes, each connecting from its own loopback addresses (1
 Each crowd miner is a bare non-blocking socket (no protocol object, no buffer once it is
 subscribed): it connects, sends `mining.subscribe` and `mining.authorize` in one write, and is
 held once its first `mining.notify` came. For a fan-out round the crowd reads nothing while the
-job goes out: it only asks epoll, every `_POLL_S`, how many sockets have bytes waiting; once all
+job goes out: it only asks epoll, every `_POLL_S`, which sockets got bytes since it last asked
+(one-shot events: each socket is reported once); once all
 have (or the round's time is up), it reads each socket once with `recvmsg`, which carries the
 kernel's receive timestamp (SO_TIMESTAMPNS) of the bytes read. The timestamps go back to the
 bench, which takes the fan-out from them: this process's own scheduling does not enter the figure,
@@ -123,8 +124,10 @@ class Crowd:
         self.failures += 1
 
     def _register_all(self) -> None:
+        # One-shot: epoll reports each socket once, so counting the arrivals costs one event each,
+        # not a list of every ready socket at every look.
         for sock in self.socks:
-            self.epoll.register(sock.fileno(), select.EPOLLIN)
+            self.epoll.register(sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
 
     def _unregister_all(self) -> None:
         for sock in self.socks:
@@ -151,11 +154,12 @@ class Crowd:
         receive time of each socket's bytes, 0 where none came."""
         self._register_all()
         deadline = time.monotonic() + seconds
+        arrived = 0
         try:
-            while time.monotonic() < deadline:
+            while arrived < len(self.socks) and time.monotonic() < deadline:
                 time.sleep(_POLL_S)
-                if len(self.epoll.poll(0, len(self.socks) + 1)) >= len(self.socks):
-                    break
+                while events := self.epoll.poll(0, 4096):
+                    arrived += len(events)
         finally:
             self._unregister_all()
         stamps = array("q", bytes(8 * len(self.socks)))

@@ -387,7 +387,7 @@ def _raise_file_limit() -> int:
 class Crowds:
     """The `bench.crowd` processes and their pipes."""
 
-    def __init__(self, port: int, miners: int, per_process: int, burst: int) -> None:
+    def __init__(self, port: int, miners: int, per_process: int, burst: int, first_source: int = 0) -> None:
         spawn = multiprocessing.get_context("spawn")
         count = -(-miners // per_process) if miners else 0
         self.pipes: list[Connection] = []
@@ -397,7 +397,8 @@ class Crowds:
             size = min(per_process, miners - index * per_process)
             ours, theirs = spawn.Pipe()
             # 127.0.0.2 up: ~28,000 ports each to one destination; this process uses 127.0.0.1.
-            sources = [f"127.0.{1 + (2 + index) // 250}.{(2 + index) % 250}"]
+            source = 2 + first_source + index
+            sources = [f"127.0.{source // 250}.{source % 250}"]
             process = spawn.Process(target=crowd_module.serve, daemon=True,
                                     args=(theirs, port, sources, size, max(10, burst // count),
                                           index * per_process))
