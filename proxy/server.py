@@ -122,6 +122,11 @@ class HeaderReader:
 
 
 class MinerConnection(asyncio.Protocol):
+    # One per miner: slots, not a __dict__ each.
+    __slots__ = ("_flush_due", "_header", "_header_timer", "_out", "_unread", "bucket", "close_reason",
+                 "closed", "closing", "codec", "connected_at", "greeted", "in_flight", "ip",
+                 "last_activity", "protocol_errors", "server", "session", "transport", "via")
+
     def __init__(self, server: "StratumServer", ip: str | None = None, via: str | None = None) -> None:
         """`ip`: the miner's address where the socket's peer is not it (a PROXY header said so,
         `via` the balancer that relayed it)."""
