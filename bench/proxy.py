@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import multiprocessing.sharedctypes
 import os
+import random
 import resource
 import socket
 import statistics
@@ -701,16 +702,18 @@ def _spawn_proxy(config_path: Path, log_path: Path, max_files: int) -> subproces
 
 
 def _free_port_pair() -> int:
-    """A port P with P + 1 (the metrics port) free too, just now."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+    """A port P with P + 1 (the metrics port) free too, just now, below the ephemeral range: the
+    bench's own 100,000 connections take ephemeral ports, and one of them could take P + 1
+    between this check and the proxy's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low - 1)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
         return port
     raise RuntimeError("no two adjacent free ports")
 
