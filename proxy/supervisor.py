@@ -17,8 +17,9 @@ it without taking it (MSG_PEEK), and sends a `mining.subscribe` that resumes an 
 worker written in it (`proxy.extranonce.session_worker`). A TLS miner's first line is ciphertext
 here: it goes to the least-loaded worker and resumes only if that is its own.
 
-A worker busy when a burst of miners connects lets its control socket's queue fill: the miners
-behind wait in its backlog, in order, until the queue has room (none is dropped for it).
+A worker busy when a burst of miners connects lets its control socket's queue fill (its send
+buffer holds a few hundred sockets' messages): the miners behind wait in its backlog, in order,
+until the queue has room (none is dropped for it).
 
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
 supervisor → worker `{"conn": "tcp"|"tls", "ip": …, "via": …}` + the socket (`ip` the miner's,
