@@ -188,7 +188,7 @@ class Dispatcher:
 
     @contextlib.contextmanager
     def _gc_paused(self) -> Iterator[None]:
-        """The cyclic GC off meanwhile, and on until a fan-out begun meanwhile has ended."""
+        """The cyclic GC off meanwhile, and still off until a fan-out begun meanwhile has ended."""
         collecting = gc.isenabled()
         gc.disable()
         try:
