@@ -12,14 +12,20 @@ all on loopback, and prints:
 - during a second such burst, how long a connected miner that is not mining waits for an answer
   (the loops stay responsive while the hashers are saturated);
 - added latency of a forwarded share: miner sends → pool receives, minus one scrypt hash (p50/p99).
+
+Miners beyond `--local` (the bench's own, which do the share phases) are bare sockets held by
+`bench.crowd` processes, each from its own loopback source address, so that 100,000 fit in this
+machine's file limit and ports; the proxy gets as many workers as its file limit needs.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.sharedctypes
 import os
+import random
 import resource
 import socket
 import statistics
@@ -27,8 +33,10 @@ import struct
 import subprocess
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
+from bench import crowd as crowd_module
 from mining import stratum
 from mining.hashing import scrypt_many, scrypt_pow
 from mining.job import Job
@@ -292,6 +300,20 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def pss_mib(pid: int) -> float | None:
+    """Proportional memory of the proxy's tree: pages its processes share (the interpreter and
+    modules forked or mapped by all) counted once in all; None where smaps_rollup is missing."""
+    total = 0
+    try:
+        for member in process_tree(pid):
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    except OSError:
+        return None
+    return total / 1024
+
+
 def machine_times() -> dict[str, float]:
     """Seconds all cores together spent idle, in interrupts and stolen by the hypervisor (/proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -351,18 +373,108 @@ user = "bench"
 """
 
 
+_FILES_SPARE = 1000
+"""Descriptors a process keeps for everything but miners (pipes, hashers, listeners, logs)."""
+
+
+def _raise_file_limit() -> int:
+    """Soft file limit up to the hard one (raising the hard one needs privileges)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class Crowds:
+    """The `bench.crowd` processes and their pipes."""
+
+    def __init__(self, port: int, miners: int, per_process: int, burst: int, first_source: int = 0) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        count = -(-miners // per_process) if miners else 0
+        self.pipes: list[Connection] = []
+        self.processes = []
+        self.sizes: list[int] = []
+        for index in range(count):
+            size = min(per_process, miners - index * per_process)
+            ours, theirs = spawn.Pipe()
+            # 127.0.0.2 up: ~28,000 ports each to one destination; this process uses 127.0.0.1.
+            source = 2 + first_source + index
+            sources = [f"127.0.{source // 250}.{source % 250}"]
+            process = spawn.Process(target=crowd_module.serve, daemon=True,
+                                    args=(theirs, port, sources, size, max(10, burst // count),
+                                          index * per_process))
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+            self.sizes.append(size)
+
+    async def ask(self, *command: object) -> list[object]:
+        for pipe in self.pipes:
+            pipe.send(command)
+        return [await asyncio.to_thread(pipe.recv) for pipe in self.pipes]
+
+    async def stamps(self, seconds: float) -> list[int]:
+        for pipe in self.pipes:
+            pipe.send(("stamps", seconds))
+        stamps: list[int] = []
+        for pipe in self.pipes:
+            data = await asyncio.to_thread(pipe.recv_bytes)
+            stamps += struct.unpack(f"{len(data) // 8}q", data)
+        return stamps
+
+    def cpu_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ask("close")
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+
+
+async def _probe_while(idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], stop: asyncio.Event,
+                       interval: float) -> list[tuple[int, float]]:
+    """(wall-clock ns sent, seconds to the answer) of requests sent by idle miners, one after the
+    other, every `interval`, until `stop`; a job line arriving first is skipped."""
+    samples: list[tuple[int, float]] = []
+    while not stop.is_set():
+        for reader, writer in idle:
+            sent_ns = time.time_ns()
+            started = time.perf_counter()
+            writer.write(stratum.encode(stratum.Request(2, "mining.extranonce.subscribe", [])))
+            while b'"result"' not in await reader.readline():
+                pass
+            samples.append((sent_ns, time.perf_counter() - started))
+        await asyncio.sleep(interval)
+    return samples
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = _raise_file_limit()
     cores = os.cpu_count() or 1
-    results: dict[str, object] = {"miners": args.miners, "cores": cores}
+    results: dict[str, object] = {"miners": args.miners, "cores": cores, "file_limit": hard}
+    per_process = hard - _FILES_SPARE
+    if per_process < 1000:
+        raise SystemExit(f"the hard file limit ({hard}) is too low for this bench: raise it (ulimit -Hn)")
+    local = min(args.miners, args.local)
+    if local > per_process:
+        raise SystemExit(f"--local {local} is more than one process may hold here ({per_process})")
+    needed_workers = -(-args.miners // per_process)
+    if args.workers < needed_workers:
+        print(f"bench.proxy: the hard file limit ({hard}) holds {per_process} miners a process: "
+              f"{needed_workers} proxy workers, not {args.workers}", file=sys.stderr)
+        args.workers = needed_workers
+    results["workers"] = args.workers
 
     raw = await asyncio.to_thread(raw_scrypt_rate, cores, 3.0)
     results["raw_scrypt_hs"] = round(raw)
 
     pool = BenchPool()
     await pool.start()
-    proxy_port = args.port
+    proxy_port = args.port or _free_port_pair()
     config_path = Path(args.workdir) / "bench-proxy.toml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_port = proxy_port + 1
@@ -377,12 +489,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # the upstream handshake
-        bench = Bench(args.miners)
+        bench = Bench(local)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        for start in range(0, args.miners, 500):
+        for start in range(0, local, 500):
             batch = []
-            for _ in range(min(500, args.miners - start)):
+            for _ in range(min(500, local - start)):
                 batch.append(loop.create_connection(lambda: BenchMiner(bench), "127.0.0.1", proxy_port))
             for transport, miner in await asyncio.gather(*batch):
                 miner.transport = transport  # uvloop may run connection_made after this returns
@@ -394,39 +506,84 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 miner.extranonce1 = bytes.fromhex(response.result[1])
             await asyncio.gather(*(m.call("mining.authorize", ["bench", "d=0.000001"])
                                    for m in bench.miners[start:]))
+        crowds = Crowds(proxy_port, args.miners - local, per_process, args.burst)
+        connected: list[tuple[int, int]] = await crowds.ask("connect")  # type: ignore[assignment]
+        held_crowd = sum(held for held, _ in connected)
+        results["crowd_connect_failures"] = sum(failed for _, failed in connected)
+        results["crowd_processes"] = len(crowds.pipes)
         results["connect_s"] = round(time.perf_counter() - started, 2)
         await asyncio.sleep(1.0)
-        results["connections_held"] = sum(1 for m in bench.miners if not m.transport.is_closing())
+        held_local = sum(1 for m in bench.miners if m.transport is not None and not m.transport.is_closing())
+        results["connections_held"] = held_crowd + held_local
         results["proxy_rss_mib"] = round(rss_mib(child.pid), 1)
+        pss = pss_mib(child.pid)
+        results["proxy_pss_mib"] = None if pss is None else round(pss, 1)
+        results["proxy_processes"] = len(process_tree(child.pid))
+        results["proxy_bytes_per_miner_rss"] = round(rss_mib(child.pid) * 1048576 / max(1, args.miners))
 
         # fan-out: repeat a few times, one sample per miner per round. Miners stop reading while
         # the job goes out, and each arrival is the kernel's receive timestamp (SO_TIMESTAMPNS),
         # read afterwards with MSG_PEEK: on a real farm the miners are other machines, so the time
         # this process would take to read 10,000 sockets on the proxy's own two cores is not the
         # proxy's fan-out.
+        # The crowds' miners likewise read nothing until every one has the job (bench.crowd).
+        # Meanwhile one idle miner per worker sends a request every few ms: the wait for its
+        # answer while a job goes out is how long the fan-out holds up everything else.
         for miner in bench.miners:
             _enable_rx_timestamps(miner.transport)
         fanout: list[float] = []
         rounds_all: list[float] = []
+        spreads: list[float] = []
+        probes: list[float] = []
+        missing = 0
+        idle = await _idle_miners(proxy_port, args.workers)
+        client_pids = [os.getpid(), *crowds.cpu_pids()]
+        client_cpu_before = sum(cpu_seconds(p) for p in client_pids)
+        fan_started = time.perf_counter()
         for _ in range(args.rounds):
+            await crowds.ask("drain")
             for miner in bench.miners:
                 miner.transport.pause_reading()
             bench.waiting = len(bench.miners)
             bench.all_notified.clear()
             data = pool.job(clean=True)
+            stop = asyncio.Event()
+            prober = asyncio.ensure_future(_probe_while(idle, stop, args.probe_interval))
+            await asyncio.sleep(0.05)  # probes before the job too: the window starts at the send
             sent_ns = time.time_ns()
             pool.broadcast(data)
-            arrivals = await _kernel_arrivals(bench.miners)
+            crowd_stamps, local_stamps = await asyncio.gather(crowds.stamps(60.0),
+                                                              _kernel_arrivals(bench.miners))
+            stop.set()
+            samples = await prober
+            arrivals = [ns for ns in (*crowd_stamps, *local_stamps) if ns]
+            missing += len(crowd_stamps) + len(local_stamps) - len(arrivals)
             times = [(ns - sent_ns) / 1e9 for ns in arrivals]
             fanout += times
             rounds_all.append(max(times))
+            spreads.append((max(arrivals) - min(arrivals)) / 1e9)
+            last = max(arrivals)
+            probes += [seconds for at, seconds in samples if sent_ns <= at <= last]
             for miner in bench.miners:
                 miner.transport.resume_reading()
             await asyncio.wait_for(bench.all_notified.wait(), 30)
             await asyncio.sleep(0.3)
+        fan_elapsed = time.perf_counter() - fan_started
+        for _, writer in idle:
+            writer.close()
+        results["fanout_missing"] = missing
         results["fanout_ms_p50"] = round(1000 * statistics.median(fanout), 2)
         results["fanout_ms_p99"] = round(1000 * _percentile(fanout, 0.99), 2)
         results["fanout_ms_all_median_round"] = round(1000 * statistics.median(rounds_all), 2)
+        results["fanout_first_to_last_ms_median"] = round(1000 * statistics.median(spreads), 2)
+        results["fanout_first_to_last_ms_max"] = round(1000 * max(spreads), 2)
+        results["idle_during_fanout_requests"] = len(probes)
+        if probes:
+            results["idle_during_fanout_ms_p50"] = round(1000 * statistics.median(probes), 2)
+            results["idle_during_fanout_ms_p99"] = round(1000 * _percentile(probes, 0.99), 2)
+            results["idle_during_fanout_ms_max"] = round(1000 * max(probes), 2)
+        client_cpu = sum(cpu_seconds(p) for p in client_pids) - client_cpu_before
+        results["client_cpu_pct_of_one_core_during_fanout"] = round(100 * client_cpu / fan_elapsed, 1)
         total, count = await asyncio.to_thread(_fan_out_metric, metrics_port)
         results["proxy_write_all_ms_mean"] = round(1000 * total / max(count, 1), 2)
 
@@ -527,6 +684,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         results["proxy_rss_mib_end"] = round(rss_mib(child.pid), 1)
         for m in bench.miners:
             m.transport.close()
+        await crowds.close()
     finally:
         child.terminate()
         child.wait(10)
@@ -541,6 +699,23 @@ def _spawn_proxy(config_path: Path, log_path: Path, max_files: int) -> subproces
             stdout=subprocess.DEVNULL, stderr=log,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files)),
         )
+
+
+def _free_port_pair() -> int:
+    """A port P with P + 1 (the metrics port) free too, just now, below the ephemeral range: the
+    bench's own 100,000 connections take ephemeral ports, and one of them could take P + 1
+    between this check and the proxy's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low - 1)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
 
 
 async def _wait_port(port: int, child: subprocess.Popen[bytes]) -> None:
@@ -562,11 +737,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="fan-out rounds")
     parser.add_argument("--shares", type=int, default=4000, help="shares for the throughput phase")
     parser.add_argument("--forwarded", type=int, default=200, help="shares for the latency phase")
-    parser.add_argument("--port", type=int, default=33333)
+    parser.add_argument("--port", type=int, default=33333,
+                        help="the proxy's port (0: a free one); its metrics on the next")
     parser.add_argument("--workers", type=int, default=1, help="proxy event-loop processes (proxy.workers)")
     parser.add_argument("--hash-processes", type=int, default=0,
                         help="hasher processes per worker (proxy.hash_processes; 0: one per core)")
     parser.add_argument("--workdir", default="var/bench")
+    parser.add_argument("--local", type=int, default=1000,
+                        help="miners held by this process (the share phases use them); the rest: bench.crowd")
+    parser.add_argument("--burst", type=int, default=1000,
+                        help="crowd connections being opened at once, all crowds together")
+    parser.add_argument("--probe-interval", type=float, default=0.005,
+                        help="seconds between an idle miner's requests during the fan-out")
     args = parser.parse_args()
     try:
         import uvloop

@@ -260,6 +260,8 @@ def decode_line(line: bytes) -> Event:
 class StratumCodec:
     """Line framing with a hard length limit. Feed bytes, get events; never raises on input."""
 
+    __slots__ = ("_buffer", "_discarding", "_max_line")  # one per miner
+
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._max_line = max_line
         self._buffer = bytearray()

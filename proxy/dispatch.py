@@ -2,9 +2,9 @@
 
 Upstreams' job and state listeners, the keep-alive tick and profile decisions become router events;
 what it answers is done here and only here: session actions delivered to a miner's connection, a
-job written to every miner on its upstream at once (the cyclic GC paused meanwhile), staggered moves
-put on the loop's timer, another session opened to an upstream whose extranonce space fills, and
-each move logged and handed to whoever counts and records them.
+job written to every miner on its upstream (in slices of loop time, the cyclic GC paused until the
+last), staggered moves put on the loop's timer, another session opened to an upstream whose
+extranonce space fills, and each move logged and handed to whoever counts and records them.
 """
 
 import asyncio
@@ -27,7 +27,17 @@ class Connection(Protocol):
 
     def deliver(self, actions: list[Action]) -> None: ...
 
-    def write_now(self, data: bytes) -> None: ...
+    def queue_job(self, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+_FAN_OUT_SLICE_S = 0.002
+"""Loop time one slice of a fan-out may take before the loop serves everything else (a miner's
+request, a share's answer) and then the next slice: writing a job to 17,000 miners is ~200 ms of
+a core, which no miner's request should wait behind. Each miner's bytes stay in order: the job is
+queued on every connection at once (`queue_job`), and anything written to a miner later goes
+after it."""
 
 
 class Dispatcher:
@@ -45,6 +55,13 @@ class Dispatcher:
         self._on_fan_out = on_fan_out
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = get_logger(component="router")
+        self._fanning: list[Connection] = []
+        """The connections of the fan-out under way, whose job is queued; `_fanned` of them written."""
+        self._fanned = 0
+        self._fan_started = 0.0
+        self._fan_handle: asyncio.Handle | None = None
+        self._gc_resume = False
+        """The cyclic GC was on when the fan-out under way began (it is off until it ends)."""
 
     # -- upstreams ------------------------------------------------------------------------------
 
@@ -64,7 +81,7 @@ class Dispatcher:
         started = time.perf_counter()
         # A full collection over ten thousand sessions takes tens of milliseconds: let it wait
         # until every miner has the job (at most one fan-out's worth of garbage meanwhile).
-        with _gc_paused():
+        with self._gc_paused():
             self.perform(self.router.upstream_job(upstream.name, work, time.monotonic()), started)
 
     def _upstream_state(self, upstream: Upstream) -> None:
@@ -94,12 +111,13 @@ class Dispatcher:
 
     def keepalive(self) -> None:
         started = time.perf_counter()
-        with _gc_paused():
+        with self._gc_paused():
             self.perform(self.router.keepalive(time.monotonic(), time.time()), started)
 
     def close(self) -> None:
         """Upstreams going down one by one at shutdown move nobody; staggered moves are dropped."""
         self.router.closing = True
+        self._finish_fan_out()
         for task in self._tasks:
             task.cancel()
 
@@ -131,13 +149,65 @@ class Dispatcher:
             self.perform(self.router.move_batch(batch.conn_ids, batch.group, time.monotonic()))
 
     def _fan_out(self, fan_out: FanOut, started: float) -> None:
+        self._finish_fan_out()  # one job at a time: the one under way reaches every miner first
         connections = self._connections
+        queue = []
         for conn_id, data in fan_out.writes:
             conn = connections.get(conn_id)
             if conn is not None:
-                conn.write_now(data)
+                conn.queue_job(data)
+                queue.append(conn)
+        self._fanning, self._fanned, self._fan_started = queue, 0, started
+        # A full collection over ten thousand sessions takes tens of milliseconds: it waits until
+        # every miner has the job (at most one fan-out's worth of garbage meanwhile).
+        self._gc_resume = self._gc_resume or gc.isenabled()
+        gc.disable()
+        self._fan_slice()
+
+    def _fan_slice(self) -> None:
+        self._fan_handle = None
+        queue, index = self._fanning, self._fanned
+        deadline = time.perf_counter() + _FAN_OUT_SLICE_S
+        while index < len(queue):
+            end = min(len(queue), index + 64)
+            for conn in queue[index:end]:
+                conn.flush()
+            index = end
+            if time.perf_counter() >= deadline:
+                break
+        self._fanned = index
+        if index < len(queue):
+            self._fan_handle = asyncio.get_running_loop().call_soon(self._fan_slice)
+            return
+        self._fanning, self._fanned = [], 0
+        if self._gc_resume:
+            self._gc_resume = False
+            gc.enable()
         if self._on_fan_out is not None:
-            self._on_fan_out(time.perf_counter() - started, len(fan_out.writes))
+            self._on_fan_out(time.perf_counter() - self._fan_started, len(queue))
+
+    @contextlib.contextmanager
+    def _gc_paused(self) -> Iterator[None]:
+        """The cyclic GC off meanwhile, and still off until a fan-out begun meanwhile has ended."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if collecting:
+                if self._fanning:
+                    self._gc_resume = True
+                else:
+                    gc.enable()
+
+    def _finish_fan_out(self) -> None:
+        """Write the rest of the fan-out under way now."""
+        if self._fan_handle is not None:
+            self._fan_handle.cancel()
+            for conn in self._fanning[self._fanned:]:
+                conn.flush()
+            self._fanned = len(self._fanning)
+            self._fan_slice()
 
     def _open(self, action: OpenSession) -> None:
         if self._spawn is None:
@@ -148,14 +218,3 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(upstream.start())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()

@@ -122,6 +122,11 @@ class HeaderReader:
 
 
 class MinerConnection(asyncio.Protocol):
+    # One per miner: slots, not a __dict__ each.
+    __slots__ = ("_flush_due", "_header", "_header_timer", "_out", "_unread", "bucket", "close_reason",
+                 "closed", "closing", "codec", "connected_at", "greeted", "in_flight", "ip",
+                 "last_activity", "protocol_errors", "server", "session", "transport", "via")
+
     def __init__(self, server: "StratumServer", ip: str | None = None, via: str | None = None) -> None:
         """`ip`: the miner's address where the socket's peer is not it (a PROXY header said so,
         `via` the balancer that relayed it)."""
@@ -146,6 +151,8 @@ class MinerConnection(asyncio.Protocol):
         self.greeted = False
         self.bucket: TokenBucket
         self._out: list[bytes] = []
+        self._flush_due = False
+        """In the server's list to flush at the end of this loop iteration."""
         self._unread: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -326,21 +333,19 @@ class MinerConnection(asyncio.Protocol):
         send() instead of one each."""
         if self.closed:
             return
-        if not self._out:
+        if not self._flush_due:
+            self._flush_due = True
             self.server.flush_soon(self)
         self._out.append(data)
 
-    def write_now(self, data: bytes) -> None:
-        """Anything buffered, then `data`, handed to the socket now (job fan-out)."""
-        if self.closed:
-            return
-        if self._out:
+    def queue_job(self, data: bytes) -> None:
+        """A job of a fan-out that goes out in slices: after what is buffered, before anything
+        written later; sent when its slice comes (`flush`), or sooner with this miner's next reply."""
+        if not self.closed:
             self._out.append(data)
-            self.flush()
-        else:
-            self._send(data)
 
     def flush(self) -> None:
+        self._flush_due = False
         if self.closed or not self._out:
             return
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)

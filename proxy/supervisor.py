@@ -17,6 +17,10 @@ it without taking it (MSG_PEEK), and sends a `mining.subscribe` that resumes an 
 worker written in it (`proxy.extranonce.session_worker`). A TLS miner's first line is ciphertext
 here: it goes to the least-loaded worker and resumes only if that is its own.
 
+A worker busy when a burst of miners connects lets its control socket's queue fill (its send
+buffer holds a few hundred sockets' messages): the miners behind wait in its backlog, in order,
+until the queue has room (none is dropped for it).
+
 Control messages are single JSON objects on a SOCK_SEQPACKET pair (boundaries kept, fds attached):
 supervisor → worker `{"conn": "tcp"|"tls", "ip": …, "via": …}` + the socket (`ip` the miner's,
 `via` the load balancer's where a PROXY header named the miner), `{"ban": ip, "seconds": s}`;
@@ -35,7 +39,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +161,9 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     ready: bool = False
     ips: Counter[str] = field(default_factory=Counter)
-    """Connections this worker holds, by IP."""
+    """Connections this worker holds, by IP (those in its backlog too)."""
+    backlog: deque[tuple[socket.socket, str, bytes]] = field(default_factory=deque)
+    """Miners' sockets waiting for room in the control socket's queue, with their IP and message."""
 
     @property
     def connections(self) -> int:
@@ -268,8 +274,13 @@ class Supervisor:
         if worker.control is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(worker.control.fileno())
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_writer(worker.control.fileno())
             worker.control.close()
             worker.control = None
+        for conn, _, _ in worker.backlog:  # never handed over: they reconnect (counted in `ips`)
+            conn.close()
+        worker.backlog.clear()
         for ip, count in worker.ips.items():
             self.admission.released(ip, count)
         worker.ips.clear()
@@ -406,18 +417,49 @@ class Supervisor:
             if home.up and home.connections <= 2 * worker.connections + 64:
                 worker = home
         assert worker.control is not None
+        message: dict[str, object] = {"conn": kind, "ip": ip}
+        if via is not None:
+            message["via"] = via
+        worker.ips[ip] += 1  # its load from now on, waiting in its backlog or not
+        handoff = (conn, ip, _encode(message))
+        if worker.backlog:
+            worker.backlog.append(handoff)
+        elif self._send_handoff(worker, handoff):
+            worker.backlog.append(handoff)
+            asyncio.get_running_loop().add_writer(worker.control.fileno(), self._drain_backlog, worker)
+
+    def _send_handoff(self, worker: _Worker, handoff: tuple[socket.socket, str, bytes]) -> bool:
+        """Pass a miner's socket to `worker`; True when its control socket's queue is full (a
+        busy worker meets a burst of connects: the miner waits its turn, it is not dropped)."""
+        conn, ip, data = handoff
+        assert worker.control is not None
         try:
-            message: dict[str, object] = {"conn": kind, "ip": ip}
-            if via is not None:
-                message["via"] = via
-            socket.send_fds(worker.control, [_encode(message)], [conn.fileno()])
-        except OSError as exc:  # its queue is full or it just died: this miner reconnects
+            socket.send_fds(worker.control, [data], [conn.fileno()])
+        except BlockingIOError:
+            return True
+        except OSError as exc:  # it just died: this miner reconnects
             self.log.warning("supervisor.handoff_failed", worker=worker.index, error=str(exc))
             conn.close()
-            self.admission.released(ip)
-            return
+            self._released(worker, ip)
+            return False
         conn.close()  # the worker holds its own copy of the socket now
-        worker.ips[ip] += 1
+        return False
+
+    def _drain_backlog(self, worker: _Worker) -> None:
+        while worker.backlog:
+            if self._send_handoff(worker, worker.backlog[0]):
+                return
+            worker.backlog.popleft()
+        if worker.control is not None:
+            asyncio.get_running_loop().remove_writer(worker.control.fileno())
+
+    def _released(self, worker: _Worker, ip: str) -> None:
+        """One of `worker`'s connections from `ip` is gone."""
+        if worker.ips[ip] > 0:
+            worker.ips[ip] -= 1
+            self.admission.released(ip)
+        if worker.ips[ip] <= 0:
+            del worker.ips[ip]
 
     def _from_worker(self, worker: _Worker) -> None:
         control = worker.control
@@ -450,12 +492,7 @@ class Supervisor:
                     continue
                 self._show_top()
             elif "closed" in message:
-                ip = str(message["closed"])
-                if worker.ips[ip] > 0:
-                    worker.ips[ip] -= 1
-                    self.admission.released(ip)
-                if worker.ips[ip] <= 0:
-                    del worker.ips[ip]
+                self._released(worker, str(message["closed"]))
             elif "ban" in message:
                 ip, seconds = str(message["ban"]), float(message.get("seconds", 0))
                 self.admission.ban(ip, seconds, time.monotonic())

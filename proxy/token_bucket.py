@@ -4,6 +4,8 @@ session (proxy.coordinator.throttle) are all limited with it."""
 
 
 class TokenBucket:
+    __slots__ = ("_at", "burst", "rate", "tokens")  # one per miner
+
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate
         self.burst = float(burst)

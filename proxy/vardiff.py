@@ -23,7 +23,7 @@ _BURST_WINDOW_S = 5.0
 """The share rate watched for flooding is that of the last few seconds."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Vardiff:
     difficulty: float
     minimum: float

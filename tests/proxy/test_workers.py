@@ -364,3 +364,41 @@ async def test_workers_and_hashers_exit_when_the_supervisor_is_killed(supervised
                    timeout=30)
     with socket.create_server(("127.0.0.1", supervised.port)):  # nothing holds the port any more
         pass
+
+
+async def test_a_burst_of_new_miners_is_placed_whole_however_full_the_handoff_queue(
+        supervised: Running) -> None:
+    """A worker's control socket queues only as many sockets as its send buffer holds (a few
+    hundred). With both workers stopped (as busy as a worker gets) while 800 miners connect (160
+    addresses, 5 each: the per-IP cap is 6), the supervisor cannot hand them all over; once the
+    workers run again every one is subscribed, none dropped for a full queue."""
+    workers = supervised.workers()
+    assert len(workers) == 2
+
+    async def subscribe(index: int) -> tuple[dict[str, object], asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", supervised.port, local_addr=(f"127.0.2.{1 + index % 160}", 0))
+        writer.write(b'{"id":1,"method":"mining.subscribe","params":["burst/1.0"]}\n')
+        try:
+            line = await asyncio.wait_for(reader.readline(), 60)
+        except ConnectionError as exc:
+            return {"error": f"closed: {exc}"}, writer
+        return (json.loads(line) if line else {"error": "closed"}), writer
+
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        burst = asyncio.gather(*(subscribe(index) for index in range(800)))
+        await asyncio.sleep(2.5)  # every miner's first line is in: the supervisor has tried them all
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    answers = await burst
+    try:
+        refused = [answer for answer, _ in answers
+                   if answer.get("error") is not None or answer.get("id") != 1]
+        assert not refused, f"{len(refused)} of 800 miners not subscribed, e.g. {refused[0]}"
+        assert "supervisor.handoff_failed" not in supervised.log.read_text()
+    finally:
+        for _, writer in answers:
+            writer.close()
