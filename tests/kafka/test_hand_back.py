@@ -11,8 +11,8 @@ from tests.kafka.harness import assert_hashed_once, wait_for
 
 async def test_a_stopped_worker_hands_its_range_back_and_nothing_is_hashed_twice(stack: StackFactory) -> None:
     s = await stack()
-    # Ranges of ~2-4 s at one CPU thread: a stop lands mid-task.
-    coordinator = await s.add_coordinator(initial_nonces=8000, min_nonces=8000, max_nonces=8000)
+    # Ranges of ~2-4 s at one CPU thread of SIMD scrypt (~40 kH/s here): a stop lands mid-task.
+    coordinator = await s.add_coordinator(initial_nonces=100_000, min_nonces=100_000, max_nonces=100_000)
     first = await s.add_worker("w-first")
     await wait_for(lambda: first._running is not None, 20, "the first worker hashing")
     await asyncio.sleep(0.5)

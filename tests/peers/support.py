@@ -66,6 +66,13 @@ class Forward:
     def accepted(self) -> bool:
         return self.outcome is not None and self.outcome.accepted
 
+    @property
+    def refused(self) -> bool:
+        """The upstream said no. Not a share that completed a second block on a template one of ours
+        had already won at that height: the proxy keeps that one home ("stale"), since it could only
+        compete with our own block (regtest, where every share is a block, sees it often)."""
+        return self.outcome is not None and not self.outcome.accepted and self.outcome.status != "stale"
+
     def __str__(self) -> str:
         verdict = "pending" if self.outcome is None else \
             ("accepted" if self.outcome.accepted else f"rejected ({self.outcome.reason})")

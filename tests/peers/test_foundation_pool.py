@@ -173,7 +173,7 @@ async def test_failover_to_solo_and_back_never_answers_true_for_a_share_the_upst
                                        [v for v in verdicts if v.at < down], down)
     after, _ = judge_pool_window([f for f in to_pool if f.at >= up], [v for v in verdicts if v.at >= up])
     problems += after
-    refused_upstream = [str(f) for f in run.shares.forwarded("solo") if not f.accepted]
+    refused_upstream = [str(f) for f in run.shares.forwarded("solo") if f.refused or f.outcome is None]
     print(f"\nfailover and back: {', '.join(f'{k} {v:.2f} s' for k, v in timings.items())}; forwarded "
           f"{len(run.shares.forwarded('pool'))} to the pool, {len(run.shares.forwarded('solo'))} to solo; "
           f"cpuminer reconnected {len(miner.subscribes) - 1} times, {miner.accepted} accepted, "

@@ -216,8 +216,7 @@ async def test_a_dogecoin_node_frozen_or_stopped_never_stops_litecoin_mining(
         forwards = run.shares.forwarded()
         # Two shares that win on one template: the second is not sent (it would only compete with
         # our own block) and says so; any other refusal is a fault.
-        refused = [f for f in forwards
-                   if f.outcome is not None and not f.outcome.accepted and f.outcome.status != "stale"]
+        refused = [f for f in forwards if f.refused]
     assert not refused, f"Litecoin blocks refused: {[str(f) for f in refused]}"
     # A submission to the frozen node waits up to 15 s; none of Litecoin's may wait with it.
     slow = [str(f) for f in forwards if f.outcome is not None and f.outcome.latency_s > 5.0]
