@@ -16,9 +16,10 @@ import tracemalloc
 from pathlib import Path
 
 from bench.proxy import PROXY_CONFIG, BenchPool, Crowds, _raise_file_limit
-from cli.config import load_config
 from proxy.app import Proxy
+from proxy.config import ProxyConfig
 from qscrypt.log import configure_logging
+from qscrypt.settings import load_section, read_toml
 
 
 def _rss_bytes() -> int:
@@ -47,7 +48,7 @@ async def run(args: argparse.Namespace) -> None:
     config_path = workdir / "proxy.toml"
     config_path.write_text(PROXY_CONFIG.format(port=0, pool_port=pool.port, metrics_port=0, workers=1,
                                                hash_processes=1))
-    proxy = Proxy(load_config(config_path).proxy, None, None)
+    proxy = Proxy(load_section(ProxyConfig, read_toml(config_path)["proxy"], "proxy"), None, None)
     await proxy.start()
     crowds: list[Crowds] = []
     try:
