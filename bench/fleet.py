@@ -20,6 +20,8 @@ import statistics
 import time
 from multiprocessing.connection import Connection
 
+import uvloop
+
 from fleet.cgminer import parse
 from fleet.config import DeviceConfig, FleetConfig
 from fleet.families import read
@@ -43,12 +45,7 @@ def _serve(ports: int, pipe: Connection) -> None:
         pipe.send([s.sockets[0].getsockname()[1] for s in servers])
         await asyncio.Event().wait()
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    uvloop.run(main())
 
 
 def cpu_s() -> float:
@@ -97,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     try:
         ports = ours.recv()
-        try:
-            import uvloop
-
-            walls, cpu = uvloop.run(measure(ports, args.devices, args.concurrency, args.rounds))
-        except ImportError:
-            walls, cpu = asyncio.run(measure(ports, args.devices, args.concurrency, args.rounds))
+        walls, cpu = uvloop.run(measure(ports, args.devices, args.concurrency, args.rounds))
         reference = parse_only(2000)
     finally:
         server.terminate()

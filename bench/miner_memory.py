@@ -15,6 +15,8 @@ import tempfile
 import tracemalloc
 from pathlib import Path
 
+import uvloop
+
 from bench.proxy import PROXY_CONFIG, BenchPool, Crowds, _raise_file_limit
 from proxy.app import Proxy
 from proxy.config import ProxyConfig
@@ -96,12 +98,7 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="tracemalloc: bytes by allocating line")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.run(run(args))
-    except ImportError:
-        asyncio.run(run(args))
+    uvloop.run(run(args))
 
 
 if __name__ == "__main__":

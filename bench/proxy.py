@@ -21,7 +21,6 @@ machine's file limit and ports; the proxy gets as many workers as its file limit
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import multiprocessing.sharedctypes
 import os
@@ -36,7 +35,10 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import uvloop
+
 from bench import crowd as crowd_module
+from bench.report import print_results
 from mining import stratum
 from mining.hashing import scrypt_many, scrypt_pow
 from mining.job import Job
@@ -750,15 +752,8 @@ def main() -> None:
     parser.add_argument("--probe-interval", type=float, default=0.005,
                         help="seconds between an idle miner's requests during the fan-out")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        results = uvloop.run(run(args))
-    except ImportError:
-        results = asyncio.run(run(args))
-    for key, value in results.items():
-        print(f"{key:32} {value}")
-    print(json.dumps(results))
+    results = uvloop.run(run(args))
+    print_results(results)
 
 
 if __name__ == "__main__":

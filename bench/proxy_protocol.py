@@ -13,7 +13,6 @@ balancer; the connect-rate limits are lifted in both so that no run is throttled
 
 import argparse
 import asyncio
-import json
 import socket
 import statistics
 import struct
@@ -22,7 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
+
 from bench.proxy import BenchPool
+from bench.report import print_results
 from mining import stratum
 from proxy.proxy_protocol import V2_SIGNATURE, HeaderParser
 
@@ -163,15 +165,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each")
     parser.add_argument("--workdir", default="var/bench")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        results = uvloop.run(run(args))
-    except ImportError:
-        results = asyncio.run(run(args))
-    for key, value in results.items():
-        print(f"{key:32} {value}")
-    print(json.dumps(results))
+    results = uvloop.run(run(args))
+    print_results(results)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ with hashlib's sha256d, the reason for the sha256d in `mining/_hashes.c`. Median
 import argparse
 import gc
 import hashlib
-import json
 import statistics
 import time
 
+from bench.report import print_results
 from mining import stratum
 from mining.job import Job
 from proxy.jobs import JobBook, ProxyJob
@@ -121,9 +121,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     results = run(args.shares, args.repeats)
-    for name, value in results.items():
-        print(f"{name:20} {value}")
-    print(json.dumps(results))
+    print_results(results, 20)
 
 
 if __name__ == "__main__":
