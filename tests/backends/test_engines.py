@@ -151,14 +151,15 @@ def test_cpu_share_sets_threads() -> None:
 def test_a_cancelled_search_says_exactly_which_nonces_it_left(engine: Engine) -> None:
     """What a stopping worker hands back: with every hash meeting the target, `found` is exactly the
     nonces hashed, so found and the unhashed pieces must tile the range with no gap and no overlap."""
-    work = SearchWork(bytes(range(76)), 5000, 4000, MAX_TARGET)
+    work = SearchWork(bytes(range(76)), 5000, 40_000, MAX_TARGET)
     cancel = CancelToken()
-    threading.Timer(0.05, cancel.cancel).start()  # 4000 nonces take 0.15 s or more on any engine here
+    # 40,000 nonces take 0.5 s or more on any engine here (SIMD scrypt does ~40 kH/s a core).
+    threading.Timer(0.05, cancel.cancel).start()
     result = engine.search(work, cancel)
     assert result.cancelled and result.unhashed, "the search finished before the cancel: make it longer"
     left = [n for start, count in result.unhashed for n in range(start, start + count)]
-    assert sorted(result.found + left) == list(range(5000, 9000))
-    assert result.hashes_done == len(result.found) == 4000 - len(left)
+    assert sorted(result.found + left) == list(range(5000, 45_000))
+    assert result.hashes_done == len(result.found) == 40_000 - len(left)
     assert [start for start, _ in result.unhashed] == sorted(start for start, _ in result.unhashed)
     finished = engine.search(SearchWork(work.header_prefix, 5000, 300, MAX_TARGET), CancelToken())
     assert not finished.cancelled and finished.unhashed == () and finished.hashes_done == 300

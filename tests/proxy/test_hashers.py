@@ -120,9 +120,9 @@ async def test_the_loop_keeps_running_while_thousands_of_shares_hash() -> None:
     finally:
         await pool.close()
     assert len(lags) > 20
-    # Generous for a shared CI machine; a hash on this loop would show as ≥ 0.3 ms per share,
-    # i.e. whole seconds for a burst like this.
-    assert max(lags) < 0.25, f"the loop stalled for {max(lags) * 1000:.0f} ms"
+    # Generous for a shared CI machine; hashing on this loop would show as ≥ 25 µs per share even
+    # with SIMD scrypt, i.e. whole seconds for a burst like this.
+    assert max(lags) < 0.5, f"the loop stalled for {max(lags) * 1000:.0f} ms"
 
 
 def _hasher_children() -> list[int]:
