@@ -23,7 +23,9 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line: print() writes the line and its newline apart, so the supervisor and its
+        # workers, sharing one stderr, interleaved their lines in a shared log file or journal.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=_LEVELS[level], stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
