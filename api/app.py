@@ -44,8 +44,9 @@ from api.routes import (
     POOL,
     conditional,
     dumps,
+    etagged,
+    etagged_text,
     json_response,
-    not_modified,
     route,
 )
 
@@ -763,21 +764,6 @@ _SERIES_STEP_S = {"1h": 300.0, "24h": 900.0, "7d": 7200.0}
 _SERIES_SPAN = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 
 
-def _etagged(request: web.Request, body: Any) -> web.Response:
-    """The body with a validator of its content: a poll that finds it unchanged gets a 304."""
-    return _etagged_text(request, dumps(body))
-
-
-def _etagged_text(request: web.Request, text: str) -> web.Response:
-    """`text` (JSON) as the body, serialised once, its digest the ETag."""
-    data = text.encode()
-    etag = 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if not_modified(request, etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=data, content_type="application/json", headers=headers)
-
-
 def _points(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
     return [
         {
@@ -843,7 +829,7 @@ async def overview(request: web.Request, p: models.NoParams) -> web.Response:
         "switches": _rows(switches),
         "failovers": _rows(failovers),
     }
-    return _etagged(request, body)
+    return etagged(request, body)
 
 
 @route(
@@ -857,7 +843,7 @@ async def overview(request: web.Request, p: models.NoParams) -> web.Response:
 async def pool_hashrate(request: web.Request, p: models.HashrateParams) -> web.Response:
     start, end, step = _series_range(request, p.window)
     rows = await db.pool_series(request.app[POOL], start, end, step)
-    return _etagged(request, {"window": p.window, "step_s": step, "points": _points(rows)})
+    return etagged(request, {"window": p.window, "step_s": step, "points": _points(rows)})
 
 
 @route(
@@ -878,7 +864,7 @@ async def account_workers(request: web.Request, p: models.AccountWorkersParams) 
         "items": _rows(rows),
         "next_after": rows[-1]["name"] if len(rows) == p.limit else None,
     }
-    return _etagged(request, body)
+    return etagged(request, body)
 
 
 @route(
@@ -894,7 +880,7 @@ async def account_hashrate(request: web.Request, p: models.AccountHashrateParams
     total, workers = await db.account_series_json(request.app[POOL], p.account, start, end, step)
     # The points come as JSON from PostgreSQL (see db.account_series_json): spliced in as they are.
     head = dumps({"account": p.account, "window": p.window, "step_s": step})
-    return _etagged_text(request, f'{head[:-1]},"total":{total},"workers":{workers}}}')
+    return etagged_text(request, f'{head[:-1]},"total":{total},"workers":{workers}}}')
 
 
 @route("GET", "/v1/bans", "The operator's bans (admin)", answer=models.BanList, write=True)

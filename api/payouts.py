@@ -2,8 +2,6 @@
 payout list, approval and operator fees. Registered on the API's routes by `api/app.py`; the SQL
 is the payouts package's (`payouts/db.py`)."""
 
-import hashlib
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +11,7 @@ from aiohttp import web
 from api import payout_models as m
 from api.models import NoParams
 from api.problems import Problem, invalid, not_found
-from api.routes import CONFIG, POOL, conditional, json_response, route
+from api.routes import CONFIG, POOL, etagged, json_response, route
 from mining.coins import COINS, Coin
 from mining.coins import coin as coin_by_symbol
 from payouts import db
@@ -25,11 +23,6 @@ def _chains(request: web.Request) -> list[Coin]:
     """The coins whose addresses are accounts: each configured coin on the payout network."""
     network = request.app[CONFIG].payout_network
     return [c for c in COINS if c.network == network]
-
-
-def _etag(body: Any) -> str:
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    return f'W/"{digest}"'
 
 
 def _item(row: asyncpg.Record, *, account: bool = False) -> dict[str, Any]:
@@ -126,7 +119,7 @@ async def account_balances(request: web.Request, p: m.AccountParams) -> web.Resp
             for r in rows
         ],
     }
-    return conditional(request, _etag(body), lambda: body)
+    return etagged(request, body)
 
 
 @route(
@@ -142,7 +135,7 @@ async def account_payouts(request: web.Request, p: m.AccountPayoutsParams) -> we
         await _known_account(request, conn, p.account)
         rows = await db.payouts_page(conn, p.account, None, _cursor(p.cursor), p.limit)
     body = _page(rows, p.limit)
-    return conditional(request, _etag(body), lambda: body)
+    return etagged(request, body)
 
 
 @route(
@@ -158,7 +151,7 @@ async def list_payouts(request: web.Request, p: m.PayoutsParams) -> web.Response
     async with request.app[POOL].acquire() as conn:
         rows = await db.payouts_page(conn, None, p.status, _cursor(p.cursor), p.limit)
     body = _page(rows, p.limit, account=True)
-    return conditional(request, _etag(body), lambda: body)
+    return etagged(request, body)
 
 
 @route(
@@ -229,7 +222,7 @@ async def list_fees(request: web.Request, p: NoParams) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await db.fees(conn)
     body = {"items": [_fee(r) for r in rows]}
-    return conditional(request, _etag(body), lambda: body)
+    return etagged(request, body)
 
 
 @route(

@@ -3,6 +3,7 @@ GETs, and `route`, which registers a handler on OPERATIONS (served and documente
 Endpoint modules (api.app's own handlers, api.payouts) import from here, never from api.app."""
 
 import functools
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -44,10 +45,26 @@ def not_modified(request: web.Request, etag: str) -> bool:
 
 
 def conditional(request: web.Request, etag: str, body: Callable[[], Any]) -> web.Response:
+    """For an endpoint that knows its validator before its body: the body is built only when sent."""
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if not_modified(request, etag):
         return web.Response(status=304, headers=headers)
     return json_response(body(), headers=headers)
+
+
+def etagged(request: web.Request, body: Any) -> web.Response:
+    """The body with a validator of its content: a poll that finds it unchanged gets a 304."""
+    return etagged_text(request, dumps(body))
+
+
+def etagged_text(request: web.Request, text: str) -> web.Response:
+    """`text` (JSON) as the body, serialised once, its digest the ETag."""
+    data = text.encode()
+    etag = 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="application/json", headers=headers)
 
 
 OPERATIONS: list[Operation] = []

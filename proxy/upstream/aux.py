@@ -23,13 +23,13 @@ from mining.address import address_to_script
 from mining.auxpow import AuxBlock
 from mining.coins import Coin, coin
 from proxy.config import AuxChainConfig
+from proxy.upstream.polling import backoff_s, poll_forever
 from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcError
 from qscrypt.log import get_logger
 
 REFRESH_S = 30.0
 _CLAIMS_KEPT = 64
 _RPC_TIMEOUT_S = 5.0
-_FIRST_RETRY_S = 0.25
 _MAX_RETRY_S = 10.0
 
 
@@ -109,27 +109,9 @@ class AuxChain:
         self._wake.set()
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            self._wake.clear()
-            try:
-                await self._poll()
-            except (RpcError, AuxChainError, ValueError) as exc:
-                failures += 1
-                self._failed(exc, failures)
-            except Exception as exc:  # a bug must not end the chain's task silently
-                self._log.exception("aux.unexpected_error")
-                failures += 1
-                self._failed(exc, failures)
-            else:
-                if failures:
-                    self._log.info("aux.recovered", failures=failures)
-                    self._logged_error = None
-                failures = 0
-            delay = self.config.poll_s if not failures else \
-                min(_FIRST_RETRY_S * 2.0 ** min(failures - 1, 16), _MAX_RETRY_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+        await poll_forever(self._poll, self._wake, interval_s=self.config.poll_s,
+                           expected=(RpcError, AuxChainError, ValueError), failed=self._failed,
+                           recovered=self._recovered, log=self._log, event="aux")
 
     async def _poll(self) -> None:
         if not self._chain_checked:
@@ -163,7 +145,12 @@ class AuxChain:
             self._log.info("aux.work", height=block.height, hash=block.hash_hex, reward=block.coinbasevalue)
             self._on_work(self)
 
-    def _failed(self, exc: Exception, failures: int) -> None:
+    def _recovered(self, failures: int) -> None:
+        self._log.info("aux.recovered", failures=failures)
+        self._logged_error = None
+
+    def _failed(self, exc: Exception, failures: int) -> float:
+        """Note a failed poll; how long to wait before the next one."""
         self.healthy = False
         error = str(exc) if isinstance(exc, RpcError | AuxChainError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, RpcAuthError):
@@ -172,3 +159,4 @@ class AuxChain:
             self._logged_error = error
             self._log.warning("aux.rpc_failed", error=error, failures=failures,
                               consequence=f"no {self.symbol} blocks meanwhile; Litecoin mining goes on")
+        return backoff_s(failures, _MAX_RETRY_S)

@@ -82,6 +82,7 @@ from proxy.config import FailoverConfig, UpstreamConfig
 from proxy.journal import RecordJournal
 from proxy.upstream.aux import AuxChain
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
+from proxy.upstream.polling import FIRST_RETRY_S, backoff_s, poll_forever
 from qscrypt.jsonrpc import JsonRpcClient, RpcAuthError, RpcCallError, RpcError
 from qscrypt.log import get_logger
 from qscrypt.settings import ConfigError
@@ -97,7 +98,6 @@ _TEMPLATE_TIMEOUT_S = 15.0
 _SUBMIT_TIMEOUT_S = 60.0  # a big block on mainnet can take seconds to validate
 _SUBMIT_ATTEMPTS = 4
 _AUX_SUBMIT_TIMEOUT_S = 15.0  # an aux block carries the parent's coinbase and header, not much more
-_FIRST_RETRY_S = 0.25
 _DB_ATTEMPTS = 3
 _DB_TIMEOUT_S = 5.0
 _RECORD_DRAIN_S = 10.0
@@ -259,26 +259,9 @@ class DaemonUpstream(Upstream):
         self._set_state(UpstreamState.DOWN)
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            self._wake.clear()
-            try:
-                await self._poll()
-            except (RpcError, DaemonError, ValueError) as exc:
-                failures += 1
-                delay = self._failed(exc, failures)
-            except Exception as exc:  # a bug must not silently end the upstream: log it, retry
-                self._log.exception("daemon.unexpected_error")
-                failures += 1
-                delay = self._failed(exc, failures)
-            else:
-                if failures:
-                    self._log.info("daemon.recovered", failures=failures)
-                    self._logged_error = None
-                failures = 0
-                delay = POLL_INTERVAL_S
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+        await poll_forever(self._poll, self._wake, interval_s=POLL_INTERVAL_S,
+                           expected=(RpcError, DaemonError, ValueError), failed=self._failed,
+                           recovered=self._recovered, log=self._log, event="daemon")
 
     async def _poll(self) -> None:
         if not self._chain_checked:
@@ -365,6 +348,10 @@ class DaemonUpstream(Upstream):
         except ValueError as exc:  # the template made a job a moment ago: a bug, logged, not fatal
             self._log.error("daemon.aux_job_failed", aux=chain.name, error=str(exc))
 
+    def _recovered(self, failures: int) -> None:
+        self._log.info("daemon.recovered", failures=failures)
+        self._logged_error = None
+
     def _failed(self, exc: Exception, failures: int) -> float:
         """Note a failed poll; how long to wait before the next one."""
         error = str(exc) if isinstance(exc, RpcError | DaemonError) else f"{type(exc).__name__}: {exc}"
@@ -377,7 +364,7 @@ class DaemonUpstream(Upstream):
             self._logged_error = error
             log = self._log.error if isinstance(exc, RpcAuthError | DaemonError) else self._log.warning
             log("daemon.rpc_failed", error=error, failures=failures)
-        backoff = min(_FIRST_RETRY_S * 2.0 ** min(failures - 1, 16), self.failover.retry_backoff_s)
+        backoff = backoff_s(failures, self.failover.retry_backoff_s)
         if self.work is None:
             self._set_state(UpstreamState.DOWN, error)
             return backoff
@@ -455,7 +442,7 @@ class DaemonUpstream(Upstream):
         error = ""
         for attempt in range(_SUBMIT_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
+                await asyncio.sleep(FIRST_RETRY_S * 2**attempt)
             try:
                 answer = await self.rpc.acall("submitblock", block.hex(), timeout_s=_SUBMIT_TIMEOUT_S)
                 break
@@ -517,7 +504,7 @@ class DaemonUpstream(Upstream):
         error = ""
         for attempt in range(_SUBMIT_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(_FIRST_RETRY_S * 2**attempt)
+                await asyncio.sleep(FIRST_RETRY_S * 2**attempt)
                 if chain.superseded(block):
                     return "rejected", f"stale: the {chain.symbol} tip moved while the node did not answer"
             try:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -33,6 +32,7 @@ from api.app import create_app
 from api.config import ApiConfig
 from tests.proxy.conftest import wait_for
 from tests.services.haproxy import BALANCER_IP, Frontend, HAProxy
+from tests.services.proxy_command import free_port
 from tests.stratum_peers import PoolServer, ScriptedMiner
 
 TOKEN = "multi-host-token-0123456789"
@@ -41,11 +41,6 @@ PROFILE = "farm"
 SOURCES = ("127.0.0.2", "127.0.0.3")
 MINERS = 6
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -87,7 +82,7 @@ class Host:
 
 def _write_config(tmp: Path, name: str, workers: int, dsn: str, api_url: str,
                   pools: dict[str, PoolServer]) -> Host:
-    port = _free_port()
+    port = free_port()
     config = tmp / f"{name}.toml"
     upstreams = "".join(f"""
 [[proxy.upstreams]]

@@ -8,12 +8,7 @@ anyone else, or a trusted connection without one, is refused with the reason.
 """
 
 import asyncio
-import json
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +22,7 @@ from proxy.config import LimitsConfig, ListenConfig
 from proxy.proxy_protocol import V2_SIGNATURE
 from tests.proxy.conftest import pool_upstream, wait_for
 from tests.services.haproxy import BALANCER_IP, Frontend, HAProxy
+from tests.services.proxy_command import start_proxy_command
 from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
 
 
@@ -202,21 +198,21 @@ async def test_the_qscrypt_proxy_command_on_uvloop_reads_the_header(
     and TLS), applies the per-IP cap to the miner's address and hands the worker the socket with
     it. Either way the log says who and via whom."""
     cert, key = make_certificate(tmp_path)
-    port, tls_port, metrics_port = (_free_port() for _ in range(3))
-    config = tmp_path / "proxy.toml"
-    config.write_text(f"""
+
+    def text(ports: dict[str, int]) -> str:
+        return f"""
 [logging]
 level = "info"
 format = "json"
 [proxy]
 workers = {workers}
 hash_processes = 1
-metrics_port = {metrics_port}
+metrics_port = {ports['metrics_port']}
 spill_dir = "{tmp_path / 'spill'}"
 [proxy.listen]
 host = "127.0.0.1"
-port = {port}
-tls_port = {tls_port}
+port = {ports['port']}
+tls_port = {ports['tls_port']}
 tls_cert = "{cert}"
 tls_key = "{key}"
 proxy_protocol_from = ["{BALANCER_IP}"]
@@ -226,17 +222,16 @@ max_connections_per_ip = 2
 name = "p1"
 url = "{pool.url}"
 user = "acct"
-""")
-    log = tmp_path / "proxy.log"
-    process = _spawn(config, log)
-    try:
-        def ready() -> bool:
-            text = log.read_text()
-            if workers > 1:
-                return text.count("supervisor.worker_ready") >= workers
-            return text.count("stratum.listening") >= 2 and "router.active" in text
+"""
 
-        await wait_for(ready, "the proxy ready", timeout=60)
+    def ready(log: str) -> bool:
+        if workers > 1:
+            return log.count("supervisor.worker_ready") >= workers
+        return log.count("stratum.listening") >= 2 and "router.active" in log
+
+    proxy = await start_proxy_command(tmp_path / "proxy.toml", text, ready)
+    port, tls_port = proxy.ports["port"], proxy.ports["tls_port"]
+    try:
         ports = await haproxy.start([Frontend("plain_v2", [("127.0.0.1", port)], "v2"),
                                      Frontend("tls_v1", [("127.0.0.1", tls_port)], "v1")])
         miner = await ScriptedMiner("127.0.0.1", ports["plain_v2"], local_host="127.0.0.2").connect()
@@ -253,36 +248,18 @@ user = "acct"
         raw.write(b"PROXY TCP4 203.0.113.9 127.0.0.1 1234 3333\r\n")
         assert await _closed(reader) == b""
         raw.close()
-        def events() -> list[dict[str, Any]]:
-            return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-
         # The refusal is logged just after the socket is closed: it may be a moment behind.
         refusal = {"event": "miner.proxy_header_refused", "ip": "127.0.0.3",
                    "reason": "PROXY protocol header from an untrusted source"}
-        await wait_for(lambda: any(refusal.items() <= e.items() for e in events()), "the refusal in the log")
-        connected = [(e.get("ip"), e.get("via")) for e in events() if e.get("event") == "miner.connected"]
+        await wait_for(lambda: any(refusal.items() <= e.items() for e in proxy.events()),
+                       "the refusal in the log")
+        connected = [(e.get("ip"), e.get("via")) for e in proxy.events()
+                     if e.get("event") == "miner.connected"]
         assert connected.count(("127.0.0.2", BALANCER_IP)) == 2, connected
         assert not [c for c in connected if c[0] == BALANCER_IP], connected
         await miner.close()
         await third.close()
         writer.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, log.read_text()[-3000:]
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "cli", "-c", str(config), "proxy", "--no-database"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        returncode = proxy.stop()
+    assert returncode == 0, proxy.log.read_text()[-3000:]

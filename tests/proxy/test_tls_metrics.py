@@ -1,7 +1,6 @@
 """TLS on both sides (stratum+ssl listener for miners, verified TLS to pools) and /metrics."""
 
 import asyncio
-import socket
 import ssl
 import time
 import urllib.request
@@ -12,13 +11,8 @@ from mining import stratum
 from proxy.config import LimitsConfig, ListenConfig
 from proxy.metrics import TOP_WORKERS, top_workers
 from tests.proxy.conftest import pool_upstream, wait_for
+from tests.services.proxy_command import free_port
 from tests.stratum_peers import PoolServer, make_certificate
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_stratum_ssl_listener_serves_miners(pool: PoolServer, make_proxy, tmp_path: Path) -> None:
@@ -57,7 +51,7 @@ async def test_pool_tls_is_verified(make_proxy, tmp_path: Path) -> None:
 
 async def test_metrics_endpoint_reports_miners_shares_and_upstreams(pool: PoolServer, make_proxy,
                                                                     miners) -> None:
-    port = _free_port()
+    port = free_port()
     proxy = await make_proxy([pool_upstream(pool, "p1")], metrics_port=port)
     miner = await miners(proxy.ports["tcp"])
     await miner.subscribe()
@@ -93,7 +87,7 @@ def test_top_workers_ranks_by_hashrate_and_merges_one_name() -> None:
 
 
 async def test_only_the_top_workers_get_a_series(pool: PoolServer, make_proxy, miners) -> None:
-    port = _free_port()
+    port = free_port()
     # Shares come as fast as the test finds them: a message allowance that keeps d=0.001 pinned.
     proxy = await make_proxy([pool_upstream(pool, "p1")], metrics_port=port,
                              limits=LimitsConfig(messages_per_second=1000.0, message_burst=1000))

@@ -16,7 +16,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,13 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.proxy.conftest import wait_for
+from tests.services.proxy_command import start_proxy_command
 from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -58,14 +52,6 @@ def _metric(text: str, name: str) -> float:
                or line.startswith(name + "{"))
 
 
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        # Its own process group, as under a terminal or a service manager: signals may go to all.
-        return subprocess.Popen([sys.executable, "-m", "cli", "-c", str(config), "proxy",
-                                 "--no-database"], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
 def _readies(log: Path) -> int:
     return log.read_text().count("supervisor.worker_ready")
 
@@ -73,18 +59,11 @@ def _readies(log: Path) -> int:
 @pytest.fixture
 async def supervised(tmp_path: Path, pool: PoolServer) -> AsyncIterator[Running]:
     cert, key = make_certificate(tmp_path)
-    # A port found free may be taken by another process's outgoing connection before the proxy
-    # binds it (the ephemeral range, on a busy machine): then the ports are picked again.
-    for _attempt in range(3):
-        running = await _start_supervised(tmp_path, pool, cert, key)
-        if running is not None:
-            break
-    else:
-        raise AssertionError("the proxy found its ports taken three times")
+    running = await _start_supervised(tmp_path, pool, cert, key)
     process, log = running.process, running.log
     try:
-        # Both workers have their own upstream session and said they are ready.
-        await wait_for(lambda: pool.connections >= 2 and _readies(log) >= 2, "two ready workers", timeout=60)
+        # Both workers have their own upstream session.
+        await wait_for(lambda: pool.connections >= 2, "two upstream sessions", timeout=60)
         yield running
     finally:
         process.send_signal(signal.SIGTERM)
@@ -97,23 +76,22 @@ async def supervised(tmp_path: Path, pool: PoolServer) -> AsyncIterator[Running]
         assert process.returncode == 0, log.read_text()[-3000:]
 
 
-async def _start_supervised(tmp_path: Path, pool: PoolServer, cert: Path, key: Path) -> Running | None:
-    """The supervisor with two workers on fresh ports; None if one of them was taken meanwhile."""
-    port, tls_port, metrics_port = _free_port(), _free_port(), _free_port()
-    config = tmp_path / "proxy.toml"
-    config.write_text(f"""
+async def _start_supervised(tmp_path: Path, pool: PoolServer, cert: Path, key: Path) -> Running:
+    """The supervisor with two workers, both ready."""
+    def text(ports: dict[str, int]) -> str:
+        return f"""
 [logging]
 level = "info"
 format = "json"
 [proxy]
 workers = 2
 hash_processes = 1
-metrics_port = {metrics_port}
+metrics_port = {ports['metrics_port']}
 spill_dir = "{tmp_path / 'spill'}"
 [proxy.listen]
 host = "127.0.0.1"
-port = {port}
-tls_port = {tls_port}
+port = {ports['port']}
+tls_port = {ports['tls_port']}
 tls_cert = "{cert}"
 tls_key = "{key}"
 [proxy.limits]
@@ -128,15 +106,12 @@ minimum = 0.0001
 name = "p1"
 url = "{pool.url}"
 user = "acct"
-""")
-    log = tmp_path / "proxy.log"
-    process = _spawn(config, log)
-    # The listeners and the metrics port are bound before the first worker starts.
-    await wait_for(lambda: process.poll() is not None or "supervisor.worker" in log.read_text()
-                   or "Address already in use" in log.read_text(), "the supervisor's listeners", timeout=30)
-    if process.poll() is not None and "Address already in use" in log.read_text():
-        return None
-    return Running(process, port, tls_port, metrics_port, log)
+"""
+
+    started = await start_proxy_command(tmp_path / "proxy.toml", text,
+                                        lambda log: log.count("supervisor.worker_ready") >= 2)
+    ports = started.ports
+    return Running(started.process, ports["port"], ports["tls_port"], ports["metrics_port"], started.log)
 
 
 async def _miner(port: int, ip: str = "127.0.0.1") -> ScriptedMiner:

@@ -23,6 +23,7 @@ import pytest
 
 from tests.services import ServiceRecord, fixture_failure
 from tests.services.peers import PeerProcess
+from tests.services.proxy_command import free_port
 
 HAPROXY = Path("/usr/sbin/haproxy")
 BALANCER_IP = "127.0.0.5"
@@ -54,7 +55,7 @@ class HAProxy:
         if not HAPROXY.exists() and shutil.which("haproxy") is None:
             raise fixture_failure("haproxy is not installed (Debian package `haproxy`; `make system-deps`)")
         binary = str(HAPROXY) if HAPROXY.exists() else str(shutil.which("haproxy"))
-        self.ports = {f.name: _free_port() for f in frontends}
+        self.ports = {f.name: free_port() for f in frontends}
         config = self.work_dir / "haproxy.cfg"
         config.write_text(self._config(frontends))
         log = self.work_dir / "haproxy.log"
@@ -103,11 +104,6 @@ class HAProxy:
         if self.process is not None and self.process.running:
             await self.process.stop()
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

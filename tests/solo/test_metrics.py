@@ -4,7 +4,6 @@ read 0 for a healthy daemon, blocks were never counted, shares.block_hash was ne
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import asyncpg
 from proxy.app import Proxy
 from proxy.config import ListenConfig, ProxyConfig
 from qscrypt.devnet.litecoind import RegtestPair
+from tests.services.proxy_command import free_port
 from tests.solo.support import VARDIFF, connected_miner, daemon_config, mine_block, running_proxy, wait_until
 
 
@@ -53,18 +53,13 @@ async def test_upstream_up_blocks_by_coin_and_status_and_the_block_share_row(
         assert sorted(r["block_hash"] for r in await rows()) == sorted(s.block_hash for s in found)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_metrics_bind_the_listen_host_unless_told_otherwise(litecoin_pair: RegtestPair,
                                                                   tmp_path: Path) -> None:
     pair = litecoin_pair
     upstream = daemon_config(pair, pair.wallet.call("getnewaddress"))
     for metrics_host, reachable_on in (("", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")):
-        port = _free_port()
+        port = free_port()
         config = ProxyConfig(listen=ListenConfig(host="127.0.0.1", port=0), vardiff=VARDIFF,
                              upstreams=[upstream], metrics_port=port, metrics_host=metrics_host,
                              spill_dir=tmp_path)
