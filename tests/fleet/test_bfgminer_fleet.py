@@ -90,6 +90,10 @@ async def test_bfgminer_reported_hashrate_against_the_proxys_measure(
         await wait_until(lambda: spanned() >= WINDOW_S + config.share_lag_s + POLL_S, WINDOW_S + 40,
                          "the poller to read BFGMiner over a whole window", miner)
         await asyncio.sleep(POLL_S)
+        # Stopped before anything is read: a poll between reading the row and the gauge would
+        # move one and not the other.
+        stop.set()
+        await running
         state = poller.states["bfgminer"]
         assert state.error is None, state.error
         reading = state.reading
