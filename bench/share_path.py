@@ -48,6 +48,9 @@ class OneUpstream:
     def find_job(self, job_id: str) -> ProxyJob | None:
         return self.book.get(job_id)
 
+    def retired_job(self, job_id: str) -> tuple[str, int] | None:
+        return self.book.retired(job_id)
+
     def is_current(self, job: ProxyJob, now: float) -> bool:
         return True
 

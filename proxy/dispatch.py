@@ -2,8 +2,8 @@
 
 Upstreams' job and state listeners, the keep-alive tick and profile decisions become router events;
 what it answers is done here and only here: session actions delivered to a miner's connection, a
-job written to every miner on its upstream (in slices of loop time, the cyclic GC paused until the
-last), staggered moves put on the loop's timer, another session opened to an upstream whose
+job made for and written to every miner on its upstream (in slices of loop time, the cyclic GC
+paused until the last), staggered moves put on the loop's timer, another session opened to an upstream whose
 extranonce space fills, and each move logged and handed to whoever counts and records them.
 """
 
@@ -27,17 +27,14 @@ class Connection(Protocol):
 
     def deliver(self, actions: list[Action]) -> None: ...
 
-    def queue_job(self, data: bytes) -> None: ...
-
-    def flush(self) -> None: ...
+    def send_now(self, data: bytes) -> None: ...
 
 
 _FAN_OUT_SLICE_S = 0.002
 """Loop time one slice of a fan-out may take before the loop serves everything else (a miner's
-request, a share's answer) and then the next slice: writing a job to 17,000 miners is ~200 ms of
-a core, which no miner's request should wait behind. Each miner's bytes stay in order: the job is
-queued on every connection at once (`queue_job`), and anything written to a miner later goes
-after it."""
+request, a share's answer) and then the next slice: making and writing a job for 17,000 miners is
+~200 ms of a core, which no miner's request should wait behind. A miner whose turn has not come
+yet is judged as if the job were still on its way to it (it is, over a network)."""
 
 
 class Dispatcher:
@@ -55,9 +52,10 @@ class Dispatcher:
         self._on_fan_out = on_fan_out
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = get_logger(component="router")
-        self._fanning: list[Connection] = []
-        """The connections of the fan-out under way, whose job is queued; `_fanned` of them written."""
+        self._fanning: FanOut | None = None
+        """The fan-out under way: `_fanned` of its miners had their turn, `_written` were written to."""
         self._fanned = 0
+        self._written = 0
         self._fan_started = 0.0
         self._fan_handle: asyncio.Handle | None = None
         self._gc_resume = False
@@ -150,41 +148,44 @@ class Dispatcher:
 
     def _fan_out(self, fan_out: FanOut, started: float) -> None:
         self._finish_fan_out()  # one job at a time: the one under way reaches every miner first
-        connections = self._connections
-        queue = []
-        for conn_id, data in fan_out.writes:
-            conn = connections.get(conn_id)
-            if conn is not None:
-                conn.queue_job(data)
-                queue.append(conn)
-        self._fanning, self._fanned, self._fan_started = queue, 0, started
+        self._fanning, self._fanned, self._written, self._fan_started = fan_out, 0, 0, started
         # A full collection over ten thousand sessions takes tens of milliseconds: it waits until
         # every miner has the job (at most one fan-out's worth of garbage meanwhile).
         self._gc_resume = self._gc_resume or gc.isenabled()
         gc.disable()
         self._fan_slice()
 
-    def _fan_slice(self) -> None:
+    def _fan_slice(self, whole: bool = False) -> None:
+        """The next slice of the fan-out under way (all the rest if `whole`)."""
         self._fan_handle = None
-        queue, index = self._fanning, self._fanned
+        fan_out = self._fanning
+        if fan_out is None:
+            return
+        conn_ids, index, written = fan_out.conn_ids, self._fanned, self._written
+        connections = self._connections
         deadline = time.perf_counter() + _FAN_OUT_SLICE_S
-        while index < len(queue):
-            end = min(len(queue), index + 64)
-            for conn in queue[index:end]:
-                conn.flush()
+        while index < len(conn_ids):
+            end = min(len(conn_ids), index + 64)
+            for conn_id in conn_ids[index:end]:
+                conn = connections.get(conn_id)
+                if conn is not None:
+                    data = fan_out.data_for(conn.session)
+                    if data:
+                        conn.send_now(data)
+                        written += 1
             index = end
-            if time.perf_counter() >= deadline:
+            if not whole and time.perf_counter() >= deadline:
                 break
-        self._fanned = index
-        if index < len(queue):
+        self._fanned, self._written = index, written
+        if index < len(conn_ids):
             self._fan_handle = asyncio.get_running_loop().call_soon(self._fan_slice)
             return
-        self._fanning, self._fanned = [], 0
+        self._fanning = None
         if self._gc_resume:
             self._gc_resume = False
             gc.enable()
         if self._on_fan_out is not None:
-            self._on_fan_out(time.perf_counter() - self._fan_started, len(queue))
+            self._on_fan_out(time.perf_counter() - self._fan_started, written)
 
     @contextlib.contextmanager
     def _gc_paused(self) -> Iterator[None]:
@@ -195,19 +196,16 @@ class Dispatcher:
             yield
         finally:
             if collecting:
-                if self._fanning:
+                if self._fanning is not None:
                     self._gc_resume = True
                 else:
                     gc.enable()
 
     def _finish_fan_out(self) -> None:
-        """Write the rest of the fan-out under way now."""
+        """Make and write the rest of the fan-out under way now."""
         if self._fan_handle is not None:
             self._fan_handle.cancel()
-            for conn in self._fanning[self._fanned:]:
-                conn.flush()
-            self._fanned = len(self._fanning)
-            self._fan_slice()
+            self._fan_slice(whole=True)
 
     def _open(self, action: OpenSession) -> None:
         if self._spawn is None:

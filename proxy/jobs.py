@@ -3,6 +3,11 @@
 The book keeps each upstream's recent jobs apart, bounded per upstream: a busy upstream that sends
 a job a second can never evict the current job of an idle one (that once rejected every share of
 miners moved to the idle upstream as "job not found").
+
+Every miner on an upstream is sent each of its jobs, in the order the book made them, so what a
+miner may submit is kept here once per upstream, not once per miner: its newest JOBS_LIVE jobs, and
+the ids of the JOBS_RETIRED before them (a share naming one is stale, not made up). A miner's
+session keeps only where its jobs there began and at which difficulties (`proxy.session`).
 """
 
 from collections import OrderedDict
@@ -12,8 +17,10 @@ from mining import stratum
 from mining.job import Job
 from proxy.upstream.base import UpstreamWork
 
-JOBS_PER_UPSTREAM = 64
-"""More than a miner session remembers (16): a share for any job a miner still holds is found."""
+JOBS_LIVE = 16
+"""The jobs of an upstream a share may name: its newest 16."""
+JOBS_RETIRED = 48
+"""Ids of an upstream's older jobs kept: 64 jobs back in all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +28,8 @@ class ProxyJob:
     """One upstream job under the proxy's own id (upstream ids can collide across pools)."""
 
     id: str
+    seq: int
+    """The book's count when it made the job: an upstream's jobs reach its miners in this order."""
     upstream: str
     work: UpstreamWork
     epoch: int
@@ -40,10 +49,13 @@ class ProxyJob:
 class JobBook:
     """Recent jobs of each upstream, oldest evicted first per upstream, so memory stays bounded."""
 
-    def __init__(self, jobs_per_upstream: int = JOBS_PER_UPSTREAM) -> None:
+    def __init__(self, live: int = JOBS_LIVE, retired: int = JOBS_RETIRED) -> None:
         self._jobs: dict[str, ProxyJob] = {}
         self._by_upstream: dict[str, OrderedDict[str, None]] = {}
-        self._per_upstream = jobs_per_upstream
+        self._retired: dict[str, OrderedDict[str, int]] = {}
+        """Per upstream, ids of jobs no longer live, oldest first, with their seq."""
+        self._live = live
+        self._retired_kept = retired
         self._counter = 0
         self._epochs: dict[str, int] = {}
 
@@ -58,13 +70,16 @@ class JobBook:
         notify_clean = stratum.notify("mining.notify", params)
         params[-1] = work.job.clean_jobs
         notify = stratum.notify("mining.notify", params)
-        proxy_job = ProxyJob(job_id, upstream, work, epoch, now, notify_clean, notify, coin)
+        proxy_job = ProxyJob(job_id, self._counter, upstream, work, epoch, now, notify_clean, notify, coin)
         self._jobs[job_id] = proxy_job
         recent = self._by_upstream.setdefault(upstream, OrderedDict())
         recent[job_id] = None
-        while len(recent) > self._per_upstream:
+        while len(recent) > self._live:
             old, _ = recent.popitem(last=False)
-            del self._jobs[old]
+            retired = self._retired.setdefault(upstream, OrderedDict())
+            retired[old] = self._jobs.pop(old).seq
+            if len(retired) > self._retired_kept:
+                retired.popitem(last=False)
         return proxy_job
 
     def refreshed(self, job: ProxyJob, ntime: int, now: float) -> ProxyJob:
@@ -76,7 +91,16 @@ class JobBook:
         return self.add(job.upstream, replace(work, job=fresh), now, job.coin)
 
     def get(self, job_id: str) -> ProxyJob | None:
+        """A live job: one a share may name."""
         return self._jobs.get(job_id)
+
+    def retired(self, job_id: str) -> tuple[str, int] | None:
+        """The upstream and seq of a job no longer live (one of the last JOBS_RETIRED before them)."""
+        for upstream, retired in self._retired.items():
+            seq = retired.get(job_id)
+            if seq is not None:
+                return upstream, seq
+        return None
 
     def current_epoch(self, upstream: str) -> int:
         return self._epochs.get(upstream, 0)

@@ -49,10 +49,20 @@ class Deliver:
 
 @dataclass(frozen=True, slots=True)
 class FanOut:
-    """A job for the miners on an upstream: each one's bytes, to be written at once."""
+    """A job for the miners on an upstream. Each miner's bytes are made when its turn to be written
+    comes (`data_for`): a job to many miners goes out in slices, and making every miner's bytes at
+    once would hold the loop for all of them."""
 
     upstream: str
-    writes: list[tuple[int, bytes]]
+    job: ProxyJob
+    conn_ids: list[int]
+    now: float
+
+    def data_for(self, session: MinerSession) -> bytes:
+        """The miner's notify (with a difficulty first if one is due); nothing if it moved since."""
+        if session.assignment is None or session.assignment.upstream != self.upstream:
+            return b""
+        return session.notify_data(self.job, self.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,6 +506,9 @@ class Router:
     def find_job(self, job_id: str) -> ProxyJob | None:
         return self.book.get(job_id)
 
+    def retired_job(self, job_id: str) -> tuple[str, int] | None:
+        return self.book.retired(job_id)
+
     def is_current(self, job: ProxyJob, now: float) -> bool:
         if job.epoch != self.book.current_epoch(job.upstream) or job.upstream not in self._current:
             return False
@@ -533,13 +546,11 @@ class Router:
     def _fan_out(self, upstream: str, job: ProxyJob, now: float) -> FanOut:
         self._fanned_at[upstream] = now
         members = self._by_upstream.get(upstream, set())
-        writes = []
+        conn_ids = []
         for conn_id in list(members):
             session = self._sessions.get(conn_id)
             if session is None or session.assignment is None or session.assignment.upstream != upstream:
                 members.discard(conn_id)
                 continue
-            data = session.notify_data(job, now)
-            if data:
-                writes.append((conn_id, data))
-        return FanOut(upstream, writes)
+            conn_ids.append(conn_id)
+        return FanOut(upstream, job, conn_ids, now)

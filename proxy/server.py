@@ -338,11 +338,11 @@ class MinerConnection(asyncio.Protocol):
             self.server.flush_soon(self)
         self._out.append(data)
 
-    def queue_job(self, data: bytes) -> None:
-        """A job of a fan-out that goes out in slices: after what is buffered, before anything
-        written later; sent when its slice comes (`flush`), or sooner with this miner's next reply."""
+    def send_now(self, data: bytes) -> None:
+        """Sent at once, after anything buffered: a fan-out's slice writes as it goes."""
         if not self.closed:
             self._out.append(data)
+            self.flush()
 
     def flush(self) -> None:
         self._flush_due = False

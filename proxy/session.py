@@ -7,7 +7,6 @@ needs its scrypt hash, or a reason to close. Sockets, timers and the hashers liv
 
 import functools
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,9 +18,13 @@ from proxy.validate import Rejection, ShareCandidate, Verdict
 from proxy.vardiff import Vardiff
 
 VERSION = "qscrypt/0.1.0"
-_JOBS_REMEMBERED = 16
-_JOBS_RETIRED = 48
-"""Older job ids kept per miner (references to the jobs' own strings): 64 jobs back in all."""
+_SEEN_JOBS = 16
+"""Upstream jobs whose shares a session tells apart from duplicates (as many as the book keeps live)."""
+_CHANGES_KEPT = 16
+"""Difficulty changes remembered per upstream: each came with a job of its own, so the oldest kept
+is at least as old as the book's oldest live job (JOBS_LIVE)."""
+_UPSTREAMS_KEPT = 4
+_VARIANTS_KEPT = 8
 _MAX_SHARES_PER_JOB = 65536
 SCRYPT_READING_FROM = 16.0
 """BFGMiner (and cgminer forks like it) read a mining.set_difficulty below 16 as SHA-256 difficulty,
@@ -97,7 +100,13 @@ class Hub(Protocol):
         """Where a miner that just named its profile must mine, when that is elsewhere."""
         ...
 
-    def find_job(self, job_id: str) -> ProxyJob | None: ...
+    def find_job(self, job_id: str) -> ProxyJob | None:
+        """A live job: one a share may name."""
+        ...
+
+    def retired_job(self, job_id: str) -> tuple[str, int] | None:
+        """The upstream and seq of a job no longer live: a share naming it is stale if it was sent."""
+        ...
 
     def is_current(self, job: ProxyJob, now: float) -> bool:
         """Whether shares for `job` are still taken: current epoch, or a moved-from upstream in grace."""
@@ -155,9 +164,14 @@ class MinerSession:
     sent_difficulty: float | None = None
     accepted: int = 0
     rejected: int = 0
+    _sent: "JobsSent | None" = None
+    """Which jobs of the upstream it last got one from this miner was sent, at which difficulties."""
+    _sent_before: "dict[str, JobsSent] | None" = None
+    """The same for upstreams it mined on before (shares for their jobs count in a move's grace)."""
+    _variant_difficulty: dict[str, float] | None = None
+    """Jobs sent again to this miner under ids of its own ("1a.2") at a raised difficulty."""
     # Plain dicts, oldest first (insertion order), not OrderedDicts: an OrderedDict allocates a
-    # node per key besides its table, ~0.9 KB more per miner at 16 jobs.
-    _job_difficulty: dict[str, float] = field(default_factory=dict)
+    # node per key besides its table.
     _seen: dict[tuple[str, str, bytes, bytes], set[int]] = field(default_factory=dict)
     """Shares seen per upstream job: copies of one job under several ids (a keep-alive with a later
     ntime, a difficulty change) are one job, and a share counts once across all of them."""
@@ -167,9 +181,6 @@ class MinerSession:
     the wire (cpuminer sent ~150 more at 3,000 a second): until then they are not held against
     its message allowance."""
     _previous_prefixes: dict[str, bytes] = field(default_factory=dict)
-    _retired: deque[str] | None = None
-    """Ids of jobs sent to this miner that `_job_difficulty` no longer holds: a share for one is
-    stale, not made up. Made on the first retirement (one deque block per miner, ~0.6 KB)."""
 
     @property
     def subscribed(self) -> bool:
@@ -328,18 +339,20 @@ class MinerSession:
         if isinstance(parsed, Rejection):
             return self._refuse(request, worker, parsed)
         worker, job_id, extranonce2, ntime, nonce = parsed
-        if job_id not in self._job_difficulty:
-            if self._retired is not None and job_id in self._retired:
-                return self._refuse(request, worker, self._stale())
-            # Never sent to this miner: not a late share but a made-up one, which counts toward
-            # the invalid-share ban like any other invalid share.
-            return self._refuse(request, worker, validate.reject(
-                stratum.JOB_NOT_FOUND, validate.UNKNOWN_JOB, "job not found"))
-        # "1a.2": job 1a as this miner got it again at another difficulty.
-        job = self.hub.find_job(job_id.partition(".")[0])
+        # "1a.2": job 1a as this miner got it again at a raised difficulty.
+        base_id, variant, _ = job_id.partition(".")
+        job = self.hub.find_job(base_id)
         if job is None:
-            return self._refuse(request, worker, validate.reject(
-                stratum.JOB_NOT_FOUND, validate.STALE, "job not found"))
+            retired = self.hub.retired_job(base_id)
+            sent = retired is not None and self._was_sent(*retired)
+            return self._refuse(request, worker, self._stale() if sent else _UNKNOWN_JOB)
+        difficulty = self._variant_sent(job_id) if variant else self._difficulty_sent(job)
+        if difficulty is None:
+            # A variant of a job this miner got, from a session that was given variants, may be one
+            # forgotten since (stale); anything else was never sent to it (made up).
+            sent = bool(variant) and self._variant_difficulty is not None and \
+                self._was_sent(job.upstream, job.seq)
+            return self._refuse(request, worker, self._stale() if sent else _UNKNOWN_JOB)
         if not self.hub.is_current(job, now):
             return self._refuse(request, worker, self._stale())
         prefix = self._prefix_for(job)
@@ -353,7 +366,7 @@ class MinerSession:
         seen = self._seen.get(seen_key)
         if seen is None:
             seen = self._seen[seen_key] = set()
-            while len(self._seen) > _JOBS_REMEMBERED:
+            while len(self._seen) > _SEEN_JOBS:
                 del self._seen[next(iter(self._seen))]
         # An int, not a tuple: ints are not tracked by the cyclic GC, and these live for a job.
         key = int.from_bytes(extranonce2, "big") << 64 | ntime << 32 | nonce
@@ -367,7 +380,6 @@ class MinerSession:
         full_extranonce2 = prefix + extranonce2
         work = job.work
         header = work.job.header(work.extranonce1, full_extranonce2, ntime, nonce)
-        difficulty = self._job_difficulty[job_id]
         candidate = ShareCandidate(
             worker=worker,
             job=job,
@@ -436,7 +448,12 @@ class MinerSession:
             return actions
         self._variants += 1
         variant = f"{job.id}.{self._variants:x}"
-        self._remember_job(variant)
+        variants = self._variant_difficulty
+        if variants is None:
+            variants = self._variant_difficulty = {}
+        variants[variant] = self.vardiff.difficulty
+        if len(variants) > _VARIANTS_KEPT:
+            del variants[next(iter(variants))]
         params = job.job.notify_params(job_id=variant, clean_jobs=True)
         # Another header too (ntime a little later): cpuminer keeps hashing its current work, at its
         # old target, for as long as the first 76 bytes of the new work are the same.
@@ -464,23 +481,56 @@ class MinerSession:
         if not self.workers or self.assignment is None:
             return b""
         self.vardiff.maybe_retarget(now)
-        self._remember_job(job.id)
+        difficulty = self.vardiff.difficulty
+        sent = self._sent
+        if sent is None or sent.upstream != job.upstream:
+            sent = self._sent_to(job.upstream, job.seq, difficulty)
+        if job.seq > sent.last:
+            sent.last = job.seq
+        if sent.changes[-1] != difficulty:
+            sent.at(job.seq, difficulty)
         line = job.notify_clean if clean or job.job.clean_jobs else job.notify
-        if self.sent_difficulty == self.vardiff.difficulty:
+        if self.sent_difficulty == difficulty:
             return line
-        self.sent_difficulty = self.vardiff.difficulty
-        return self._set_difficulty(self.sent_difficulty) + line
+        self.sent_difficulty = difficulty
+        return self._set_difficulty(difficulty) + line
 
-    def _remember_job(self, job_id: str) -> None:
-        remembered = self._job_difficulty
-        remembered.pop(job_id, None)  # to the end: the newest
-        remembered[job_id] = self.vardiff.difficulty
-        while len(remembered) > _JOBS_REMEMBERED:
-            old = next(iter(remembered))
-            del remembered[old]
-            if self._retired is None:
-                self._retired = deque(maxlen=_JOBS_RETIRED)
-            self._retired.append(old)
+    def _sent_to(self, upstream: str, seq: int, difficulty: float) -> "JobsSent":
+        """The first job of `upstream` since this miner's jobs came from another one."""
+        before = self._sent_before
+        if self._sent is not None:
+            if before is None:
+                before = self._sent_before = {}
+            before[self._sent.upstream] = self._sent
+            if len(before) > _UPSTREAMS_KEPT:
+                del before[next(iter(before))]
+        sent = before.pop(upstream, None) if before is not None else None
+        self._sent = sent if sent is not None else JobsSent(upstream, seq, seq, [seq, difficulty])
+        return self._sent
+
+    def _jobs_sent(self, upstream: str) -> "JobsSent | None":
+        sent = self._sent
+        if sent is not None and sent.upstream == upstream:
+            return sent
+        return self._sent_before.get(upstream) if self._sent_before is not None else None
+
+    def _difficulty_sent(self, job: ProxyJob) -> float | None:
+        """The difficulty `job` was sent to this miner at; None if it never was."""
+        sent = self._jobs_sent(job.upstream)
+        if sent is None or job.seq > sent.last:
+            return None
+        changes, seq = sent.changes, job.seq
+        for i in range(len(changes) - 2, -1, -2):
+            if changes[i] <= seq:
+                return changes[i + 1]
+        return None
+
+    def _variant_sent(self, job_id: str) -> float | None:
+        return None if self._variant_difficulty is None else self._variant_difficulty.get(job_id)
+
+    def _was_sent(self, upstream: str, seq: int) -> bool:
+        sent = self._jobs_sent(upstream)
+        return sent is not None and sent.first <= seq <= sent.last
 
     def move(self, assignment: Assignment, job: ProxyJob | None, now: float) -> list[Action]:
         """Put this miner on another upstream (failover or a profile switch)."""
@@ -502,6 +552,35 @@ class MinerSession:
         if job is not None:
             actions += self.notify(job, now, clean=True)
         return actions
+
+
+@dataclass(slots=True)
+class JobsSent:
+    """Which of one upstream's jobs a miner was sent: every one from `first` to `last` (each of an
+    upstream's jobs goes to all its miners, in the book's order), at the difficulties in `changes`.
+    Jobs made after a miner moved away are past `last`: a share naming one is made up, and would
+    use the extranonce prefix the miner held there, which may be another miner's by now."""
+
+    upstream: str
+    first: int
+    last: int
+    changes: list[float]
+    """Flat and oldest first: seq, difficulty, seq, difficulty…; the difficulty holds from that seq
+    on. At most _CHANGES_KEPT pairs."""
+
+    def at(self, seq: int, difficulty: float) -> None:
+        changes = self.changes
+        if changes[-2] >= seq:
+            changes[-1] = difficulty  # the same job again, now at this difficulty
+            return
+        changes += (seq, difficulty)
+        if len(changes) > 2 * _CHANGES_KEPT:
+            del changes[:2]
+
+
+_UNKNOWN_JOB = validate.reject(stratum.JOB_NOT_FOUND, validate.UNKNOWN_JOB, "job not found")
+"""A job never sent to this miner: not a late share but a made-up one, which counts toward the
+invalid-share ban like any other invalid share."""
 
 
 def _message(text: str) -> Send:

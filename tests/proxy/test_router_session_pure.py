@@ -14,6 +14,7 @@ from mining import stratum
 from mining.hashing import sha256d
 from mining.target import share_difficulty_to_target
 from proxy import validate
+from proxy.jobs import JOBS_LIVE, JOBS_RETIRED
 from proxy.router import (
     FAILBACK,
     FAILOVER,
@@ -80,8 +81,9 @@ class Net:
             if isinstance(action, Deliver):
                 self.miners[action.conn_id].deliver(action.actions)
             elif isinstance(action, FanOut):
-                for conn_id, data in action.writes:
-                    self.miners[conn_id].write(data)
+                for conn_id in action.conn_ids:
+                    miner = self.miners[conn_id]
+                    miner.write(action.data_for(miner.session))
             elif isinstance(action, Move):
                 self.moves.append(action)
             elif isinstance(action, MoveLater):
@@ -150,7 +152,7 @@ def test_an_idle_upstreams_current_job_outlives_a_thousand_jobs_of_a_busy_one() 
     for _ in range(1000):
         net.publish("busy", clean=False)
     assert net.router.find_job(kept.id) is kept
-    assert len(net.router.book) <= 2 * 64
+    assert len(net.router.book) <= 2 * JOBS_LIVE
 
 
 def test_keepalive_resends_the_job_with_a_fresh_ntime_and_a_share_counts_once_across_copies() -> None:
@@ -161,7 +163,7 @@ def test_keepalive_resends_the_job_with_a_fresh_ntime_and_a_share_counts_once_ac
     [first] = miner.jobs()
     assert net.perform(net.router.keepalive(net.now + 29, wall=work.job.ntime + 29)) == []
     [fan_out] = net.perform(net.router.keepalive(net.now + 31, wall=work.job.ntime + 31))
-    assert isinstance(fan_out, FanOut) and [conn for conn, _ in fan_out.writes] == [miner.session.conn_id]
+    assert isinstance(fan_out, FanOut) and fan_out.conn_ids == [miner.session.conn_id]
     [_, again] = miner.jobs()
     assert again[0] != first[0] and again[8] is False  # another id, not clean
     assert int(again[7], 16) == work.job.ntime + 31 and again[1:7] == first[1:7]
@@ -170,6 +172,70 @@ def test_keepalive_resends_the_job_with_a_fresh_ntime_and_a_share_counts_once_ac
     assert isinstance(net.submit(miner, first[0], 7, ntime)[0], Check)
     refused = net.submit(miner, again[0], 7, ntime)
     assert isinstance(refused[1], Rejected) and refused[1].rejection.reason == validate.DUPLICATE
+
+
+def test_a_share_is_judged_at_the_difficulty_its_job_was_sent_at() -> None:
+    """A session keeps where its jobs began and the difficulty changes, not every job (issue 19):
+    each job still counts at the difficulty that came with it, on each upstream it mined on."""
+    net = make_net()
+    net.upstream("a", b"\x00\x00\x00\x01")
+    net.upstream("b", b"\x00\x00\x00\x02", 1)
+    net.publish("a")
+    net.publish("b")
+    miner = net.join()
+    for difficulty in (0.002, 0.002, 0.004, 0.003):
+        miner.session.vardiff.difficulty = difficulty  # where vardiff took it
+        net.publish("a", clean=False)
+    jobs = miner.jobs()
+    expected = [0.001, 0.002, 0.002, 0.004, 0.003]
+    assert miner.notifications("mining.set_difficulty") == [[0.001], [0.002], [0.004], [0.003]]
+    for nonce, (job, difficulty) in enumerate(zip(jobs, expected, strict=True)):
+        [check] = net.submit(miner, job[0], nonce, int(job[7], 16))
+        assert isinstance(check, Check) and check.candidate.difficulty == difficulty, (job, check)
+    # Moved to b (a fails): its jobs from then on, at the difficulty of the move; a's still known.
+    net.fail("a", "gone")
+    [b_job] = miner.jobs()[len(jobs):]
+    [check] = net.submit(miner, b_job[0], 99, int(b_job[7], 16))
+    assert isinstance(check, Check) and check.candidate.difficulty == 0.003
+    # a is back; this miner is still on b: a job a made since never reached it, and naming it
+    # would mine on the prefix the miner held there, maybe another miner's by now.
+    net.publish("a", clean=False)
+    later = net.router.current_job("a")
+    assert miner.session.assignment is not None and miner.session.assignment.upstream == "b"
+    assert later is not None and not [j for j in miner.jobs() if j[0] == later.id]
+    refused = net.submit(miner, later.id, 100, later.job.ntime)
+    assert isinstance(refused[1], Rejected) and refused[1].rejection.reason == validate.UNKNOWN_JOB
+
+
+def test_a_job_never_sent_is_made_up_and_one_sent_long_ago_is_stale() -> None:
+    net = make_net()
+    net.upstream("pool", b"\x00\x00\x00\x01")
+    work = net.publish("pool")
+    before = net.router.current_job("pool")
+    net.publish("pool", clean=False)
+    miner = net.join()
+    [first] = miner.jobs()
+
+    def reason(job_id: str, nonce: int) -> str:
+        refused = net.submit(miner, job_id, nonce, work.job.ntime)
+        assert isinstance(refused[1], Rejected), refused
+        return refused[1].rejection.reason
+
+    assert before is not None and net.router.find_job(before.id) is before
+    assert reason(before.id, 1) == validate.UNKNOWN_JOB  # live, but made before the miner came
+    assert reason("ffff", 2) == validate.UNKNOWN_JOB
+    assert reason(first[0] + ".1", 3) == validate.UNKNOWN_JOB  # a variant nobody made
+    for _ in range(JOBS_LIVE):
+        net.publish("pool", clean=False)
+    assert net.router.find_job(first[0]) is None and net.router.retired_job(first[0]) is not None
+    assert reason(first[0], 4) == validate.STALE  # sent to it, retired since
+    assert reason(before.id, 5) == validate.UNKNOWN_JOB  # retired, and never sent to it
+    for _ in range(JOBS_RETIRED):
+        net.publish("pool", clean=False)
+    assert net.router.retired_job(first[0]) is None
+    assert reason(first[0], 6) == validate.UNKNOWN_JOB  # 64 jobs back: forgotten, as before
+    # However many jobs went out, the session holds one entry per upstream and difficulty change.
+    assert len(miner.jobs()) == 1 + JOBS_LIVE + JOBS_RETIRED
 
 
 def test_a_share_whose_upstream_went_away_while_it_hashed_is_stale_not_accepted() -> None:
