@@ -16,13 +16,12 @@ command has closed its connections and engine itself by then.
 """
 
 import argparse
-import importlib
 import os
 import signal
 import sys
-from types import FrameType
+from types import FrameType, ModuleType
 
-LEAN = {"miner": "backends.cli", "worker": "backends.worker"}
+LEAN = ("miner", "worker")
 
 
 class _StoppedEarly(KeyboardInterrupt):
@@ -64,7 +63,7 @@ def _lean(command: str, argv: list[str]) -> int:
     from qscrypt.log import configure_logging
     from qscrypt.settings import ConfigError, load_section
 
-    module = importlib.import_module(LEAN[command])
+    module = _command(command)
     parser = argparse.ArgumentParser(prog=f"qscrypt {command}")
     module.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -84,6 +83,18 @@ def _lean(command: str, argv: list[str]) -> int:
         return 0
     except KeyboardInterrupt:  # a second Ctrl-C while the command was already stopping
         return 130
+
+
+def _command(name: str) -> ModuleType:
+    """The package of a lean command, imported only when it runs (plain imports: the import
+    contracts see them)."""
+    if name == "miner":
+        import backends.cli
+
+        return backends.cli
+    import backends.worker
+
+    return backends.worker
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ import payouts.cli
 import proxy.spill
 from bench.scrypt import main as bench_main
 from cli.config import Config, load_config
+from cli.proxy_worker import worker_command
 from cli.runner import run
 from cli.stack import run_stack
 from proxy.app import run_proxy
 from proxy.coordinator.config import CoordinatorConfig
-from proxy.supervisor import run_supervisor, worker_command
+from proxy.supervisor import run_supervisor
 from qscrypt.db import database_dsn
 from qscrypt.db.migrate import migrate
 from qscrypt.log import configure_logging, get_logger

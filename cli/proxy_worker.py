@@ -1,5 +1,5 @@
 """One worker process of a multi-process proxy, as its supervisor starts it
-(`python -m cli.proxy_worker -c CONFIG`, see `proxy.supervisor.worker_command`).
+(`python -m cli.proxy_worker -c CONFIG`: `worker_command`).
 
 Apart from `cli.main` so that each worker loads the proxy alone, not every package's subcommand
 (about 22 MiB less per worker process). The supervisor passes the worker's index, its control
@@ -20,6 +20,15 @@ from proxy.supervisor import CONTROL_FD_ENV, DSN_ENV, WORKER_ENV
 from qscrypt.log import configure_logging
 from qscrypt.settings import ConfigError, load_section
 from qscrypt.signals import stop_on_signals
+
+
+def worker_command(config_path: Path | None) -> list[str]:
+    """How the supervisor starts a worker: this program (the proxy alone, not every subcommand),
+    told which worker it is by its environment."""
+    command = [sys.executable, "-m", "cli.proxy_worker"]
+    if config_path is not None:
+        command += ["-c", str(config_path)]
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:

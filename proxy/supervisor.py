@@ -36,13 +36,11 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import prometheus_client
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -514,15 +512,6 @@ def _resumed_worker(data: bytes) -> int | None:
         return None
     session_id = event.params[1]
     return session_worker(session_id) if isinstance(session_id, str) else None
-
-
-def worker_command(config_path: Path | None) -> list[str]:
-    """How a worker is started: the entry package's worker program (the proxy alone, not every
-    subcommand), told which worker it is by its environment."""
-    command = [sys.executable, "-m", "cli.proxy_worker"]
-    if config_path is not None:
-        command += ["-c", str(config_path)]
-    return command
 
 
 async def run_supervisor(config: ProxyConfig, command: list[str], dsn: str | None,

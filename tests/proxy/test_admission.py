@@ -1,7 +1,7 @@
 """The admission rules, pure and fed the time: caps, bans, connect rate, bounded memory."""
 
 from proxy import admission
-from proxy.admission import Admission
+from proxy.admission import Admission, BanPolicy
 from proxy.config import LimitsConfig
 
 
@@ -45,3 +45,27 @@ def test_remembered_rates_stay_bounded(monkeypatch) -> None:
     assert len(rules._connects) == 101
     rules.refusal("late", 10.0)  # ten seconds on, every allowance is full again: they go
     assert len(rules._connects) == 1 and "late" in rules._connects
+
+
+def test_the_ban_policy_waits_for_enough_shares_then_judges_recent_ones() -> None:
+    policy = BanPolicy(LimitsConfig(ban_min_shares=10, ban_invalid_ratio=0.5))
+    # Nine invalid shares: not yet enough to judge, however bad.
+    assert not any(policy.share("10.0.0.1", valid=False) for _ in range(9))
+    assert policy.share("10.0.0.1", valid=False)  # the tenth: 10 of 10 invalid
+    # Another IP's shares are its own: a good miner beside it is never banned.
+    assert not any(policy.share("10.0.0.2", valid=True) for _ in range(100))
+    # Half invalid is the line; just under it passes.
+    mixed = BanPolicy(LimitsConfig(ban_min_shares=10, ban_invalid_ratio=0.5))
+    verdicts = [mixed.share("10.0.0.3", valid=n % 5 != 0) for n in range(10)]
+    assert verdicts == [False] * 10  # 2 of 10 invalid
+
+
+def test_the_ban_policy_forgets_old_behaviour() -> None:
+    """A miner with a long good history that turns bad is banned within a few judging windows,
+    not after its whole history is outweighed: counts halve as they grow."""
+    policy = BanPolicy(LimitsConfig(ban_min_shares=10, ban_invalid_ratio=0.5))
+    assert not any(policy.share("10.0.0.1", valid=True) for _ in range(10_000))
+    bad = next(n for n in range(1, 1000) if policy.share("10.0.0.1", valid=False))
+    assert bad <= 40, bad  # against 10,000 earlier good shares, never halved, it would take 10,000
+    policy.forget("10.0.0.1")
+    assert not policy.share("10.0.0.1", valid=False)  # forgotten: starts counting again
