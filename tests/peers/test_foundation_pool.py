@@ -163,6 +163,12 @@ async def test_failover_to_solo_and_back_never_answers_true_for_a_share_the_upst
         timings["first pool share"] = await miner.wait_for(lambda: accepted_on("pool", up) >= 1, 60,
                                                            "a share accepted by the pool again")
         await miner.wait_for(lambda: accepted_on("pool", up) >= 3, 90, "3 shares accepted by the pool again")
+        # The metrics say what happened: one failover, one failback, no profit switch (issue 14).
+        registry = run.proxy.metrics.registry
+        moves = {name: registry.get_sample_value(name) for name in
+                 ("qscrypt_failovers_total", "qscrypt_failbacks_total")}
+        assert moves == {"qscrypt_failovers_total": 1.0, "qscrypt_failbacks_total": 1.0}, moves
+        assert registry.get_sample_value("qscrypt_switches_total", {"profile": "default"}) is None
         await miner.stop()
         await run.shares.settle()
         await _verdicts_for(pool, run, "pool", up)
