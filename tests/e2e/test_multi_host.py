@@ -32,7 +32,7 @@ from api.app import create_app
 from api.config import ApiConfig
 from tests.proxy.conftest import wait_for
 from tests.services.haproxy import BALANCER_IP, Frontend, HAProxy
-from tests.services.proxy_command import free_port
+from tests.services.proxy_command import free_port, stop_process
 from tests.stratum_peers import PoolServer, ScriptedMiner
 
 TOKEN = "multi-host-token-0123456789"
@@ -70,14 +70,8 @@ class Host:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 def _write_config(tmp: Path, name: str, workers: int, dsn: str, api_url: str,

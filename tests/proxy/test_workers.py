@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.proxy.conftest import wait_for
-from tests.services.proxy_command import start_proxy_command
+from tests.services.proxy_command import start_proxy_command, stop_process
 from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
 
 
@@ -66,12 +66,7 @@ async def supervised(tmp_path: Path, pool: PoolServer) -> AsyncIterator[Running]
         await wait_for(lambda: pool.connections >= 2, "two upstream sessions", timeout=60)
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     if running.clean_exit_expected:
         assert process.returncode == 0, log.read_text()[-3000:]
 

@@ -38,16 +38,20 @@ class ProxyCommand:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
     def stop(self) -> int | None:
-        """SIGTERM to the proxy, as a service manager sends it; the whole group killed if it has not
-        exited within 20 s. Its exit status (negative for the kill)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM to a proxy started in its own process group, as a service manager sends it; the
+    whole group killed if it has not exited within 20 s. Its exit status (negative for the kill)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
 
 
 def _spawn(config: Path, log: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
