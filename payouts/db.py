@@ -111,17 +111,32 @@ async def balances(conn: asyncpg.Connection, account: str) -> list[asyncpg.Recor
 
 
 async def unsettled_blocks(conn: asyncpg.Connection, coin: str) -> list[asyncpg.Record]:
-    """Accepted blocks of `coin` not yet matured or reversed in the ledger, oldest first."""
+    """Accepted blocks of `coin` not yet matured in the ledger, oldest first."""
     return list(
         await conn.fetch(
             """
         SELECT b.hash, b.height, b.worker, b.upstream, b.reward, b.found_at FROM blocks b
         WHERE b.coin = $1 AND b.status = 'accepted' AND NOT EXISTS (
-            SELECT 1 FROM ledger_entries l
-            WHERE l.coin = $1 AND l.txn IN ('block:' || b.hash || ':mature', 'block:' || b.hash || ':orphan'))
+            SELECT 1 FROM ledger_entries l WHERE l.coin = $1 AND l.txn = 'block:' || b.hash || ':mature')
         ORDER BY b.found_at, b.id
         """,
             coin,
+        )
+    )
+
+
+async def orphaned_blocks(conn: asyncpg.Connection, coin: str, above_height: int) -> list[asyncpg.Record]:
+    """Blocks of `coin` off the main chain when last looked at (reversed by the ledger, or found on
+    a side chain at submission), above `above_height`, oldest first."""
+    return list(
+        await conn.fetch(
+            """
+        SELECT b.hash, b.height FROM blocks b
+        WHERE b.coin = $1 AND b.status = 'orphaned' AND b.height > $2
+        ORDER BY b.found_at, b.id
+        """,
+            coin,
+            above_height,
         )
     )
 
@@ -130,6 +145,10 @@ async def mark_orphaned(conn: asyncpg.Connection, block_hash: str, reason: str) 
     await conn.execute(
         "UPDATE blocks SET status = 'orphaned', reason = $2 WHERE hash = $1", block_hash, reason
     )
+
+
+async def mark_returned(conn: asyncpg.Connection, block_hash: str) -> None:
+    await conn.execute("UPDATE blocks SET status = 'accepted', reason = NULL WHERE hash = $1", block_hash)
 
 
 async def recent_coinbase_values(

@@ -1,7 +1,7 @@
 """What miners earned, into the ledger: solo blocks (credited immature when found, paid when mature,
-reversed when they leave the main chain), PPS/FPPS periods of shares at their expected value, and
-pool payments split by PPLNS. Every posting is one named ledger txn in one database transaction:
-running any of these again posts nothing new."""
+reversed when they leave the main chain, credited again if they come back to it), PPS/FPPS periods
+of shares at their expected value, and pool payments split by PPLNS. Every posting is one named
+ledger txn in one database transaction: running any of these again posts nothing new."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,9 +17,14 @@ from payouts.accounts import POOL_ACCOUNT, account_of
 from payouts.config import CoinPayouts, to_units
 from payouts.db import Entry
 from payouts.schemes import Share, Split
+from qscrypt.jsonrpc import RpcCallError
 
 NOT_IN_MAIN_CHAIN = -1
 """`getblock`'s confirmations for a block the node knows but is not on its best chain."""
+BLOCK_NOT_FOUND = -5
+"""The daemons' RPC error code for a block they do not know (RPC_INVALID_ADDRESS_OR_KEY)."""
+LEFT_THE_MAIN_CHAIN = "left the main chain"
+"""The reason `settle_blocks` writes on a block it reversed."""
 _SHARES_PAGE = 10_000
 
 
@@ -32,6 +37,8 @@ class SettleReport:
     found: list[str] = field(default_factory=list)
     matured: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
+    returned: list[str] = field(default_factory=list)
+    """Blocks reversed earlier that are back on the main chain (a reorg undone), credited again."""
     pps_periods: int = 0
     pool_payments: int = 0
     waiting: list[str] = field(default_factory=list)
@@ -86,31 +93,43 @@ async def settle_blocks(
 ) -> SettleReport:
     """Solo mode: credit each accepted block's reward by the coin's scheme (immature), make it
     payable once it has the coin's maturity in confirmations, and reverse it if the daemon says it
-    left the main chain. `rpc` is `coin`'s own daemon (a merge-mined DOGE block is asked of
-    dogecoind), so every coin's blocks settle on their own chain. PPS/FPPS pay shares instead
-    (`credit_pps`): there a block is the pool's income."""
+    left the main chain; an orphaned block the daemon finds on the main chain again (a reorg undone:
+    a race at the tip can flip a block out and back within minutes; or one that lost the race at
+    submission and won it later) is credited again, as long as it is within the coin's maturity of
+    the tip. `rpc` is `coin`'s own daemon (a
+    merge-mined DOGE block is asked of dogecoind), so every coin's blocks settle on their own chain.
+    PPS/FPPS pay shares instead (`credit_pps`): there a block is the pool's income.
+
+    A block's txns: `found`, then, while it flips, `orphan`/`return`, `orphan:2`/`return:2`, … (each
+    orphan brings the block's net to zero, each return posts `found`'s entries again), and `mature`
+    once it has its confirmations, after which it is never looked at again."""
     report = report or SettleReport()
+    maturity = config.maturity_of(coin)
     for block in await db.unsettled_blocks(conn, coin):
         block_hash = block["hash"]
         info = await rpc.acall("getblock", block_hash, 1)
         confirmations = int(info["confirmations"])
-        found, mature, orphan = (f"block:{block_hash}:{step}" for step in ("found", "mature", "orphan"))
+        found, mature = f"block:{block_hash}:found", f"block:{block_hash}:mature"
         async with conn.transaction():
             done = await db.posted(conn, coin, [found])
             if confirmations == NOT_IN_MAIN_CHAIN:
-                reversal = [
-                    (coin, orphan, account, bucket, -amount)
-                    for account, bucket, amount in await db.txn_sums(conn, coin, [found, mature])
-                ]
+                posted = await db.posted(conn, coin, _block_txns(block_hash))
+                orphan = _next_flip(block_hash, "orphan", posted)
+                if orphan is None:
+                    report.waiting.append(f"block {block_hash} left the main chain {_MAX_FLIPS} times: "
+                                          "left as it is, for the operator to look at")
+                    continue
+                reversal = [(coin, orphan, account, bucket, -amount)
+                            for account, bucket, amount in await db.txn_sums(conn, coin, sorted(posted))]
                 await _post_marker(conn, coin, orphan, reversal)
-                await db.mark_orphaned(conn, block_hash, "left the main chain")
+                await db.mark_orphaned(conn, block_hash, LEFT_THE_MAIN_CHAIN)
                 report.orphaned.append(block_hash)
                 continue
             if not done:
                 split = await _block_split(conn, coin, config, block, float(info["difficulty"]))
                 await db.post(conn, split_entries(coin, found, split, "immature"))
                 report.found.append(block_hash)
-            if confirmations >= config.maturity_of(coin):
+            if confirmations >= maturity:
                 immature = await db.account_bucket_sums(conn, coin, found, "immature")
                 entries: list[Entry] = []
                 for account, units in sorted(immature.items()):
@@ -120,7 +139,53 @@ async def settle_blocks(
                     ]
                 await _post_marker(conn, coin, mature, entries)
                 report.matured.append(block_hash)
+    tip = int(await rpc.acall("getblockcount"))
+    for block in await db.orphaned_blocks(conn, coin, tip - maturity):
+        block_hash = block["hash"]
+        try:
+            info = await rpc.acall("getblock", block_hash, 1)
+        except RpcCallError as exc:
+            if exc.code == BLOCK_NOT_FOUND:  # a node that never had it (or a fresh one): not back
+                continue
+            raise
+        if int(info["confirmations"]) == NOT_IN_MAIN_CHAIN:
+            continue
+        async with conn.transaction():
+            posted = await db.posted(conn, coin, _block_txns(block_hash))
+            found = f"block:{block_hash}:found"
+            if found in posted:  # else it left before it was ever credited: the next run credits it
+                back = _next_flip(block_hash, "return", posted)
+                assert back is not None  # one return per orphan, and the orphans are bounded
+                again = [(coin, back, account, bucket, amount)
+                         for account, bucket, amount in await db.txn_sums(conn, coin, [found])]
+                await _post_marker(conn, coin, back, again)
+            await db.mark_returned(conn, block_hash)
+            report.returned.append(block_hash)
     return report
+
+
+_MAX_FLIPS = 32
+"""Times a block may leave the main chain and come back before settling it is left to the operator."""
+
+
+def _flip_txn(block_hash: str, step: str, n: int) -> str:
+    # The first of each keeps the plain name the ledger has always used.
+    return f"block:{block_hash}:{step}" if n == 1 else f"block:{block_hash}:{step}:{n}"
+
+
+def _block_txns(block_hash: str) -> list[str]:
+    """Every txn a block can have (asked by name: the ledger's index finds them, a pattern would not)."""
+    flips = [_flip_txn(block_hash, step, n)
+             for n in range(1, _MAX_FLIPS + 1) for step in ("orphan", "return")]
+    return [f"block:{block_hash}:found", *flips]
+
+
+def _next_flip(block_hash: str, step: str, posted: set[str]) -> str | None:
+    """The name of the block's next `step` txn; None past _MAX_FLIPS."""
+    for n in range(1, _MAX_FLIPS + 1):
+        if _flip_txn(block_hash, step, n) not in posted:
+            return _flip_txn(block_hash, step, n)
+    return None
 
 
 async def _post_marker(conn: asyncpg.Connection, coin: str, txn: str, entries: list[Entry]) -> None:

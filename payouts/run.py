@@ -60,6 +60,7 @@ class RunReport:
             "blocks_found": len(self.settled.found),
             "blocks_matured": len(self.settled.matured),
             "blocks_orphaned": len(self.settled.orphaned),
+            "blocks_returned": len(self.settled.returned),
             "pps_periods": self.settled.pps_periods,
             "pool_payments": self.settled.pool_payments,
             "waiting": self.settled.waiting + self.waiting,

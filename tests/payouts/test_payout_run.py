@@ -135,6 +135,70 @@ async def test_a_block_that_leaves_the_main_chain_is_reversed(
         ]
 
 
+async def test_a_reversed_block_back_on_the_main_chain_is_credited_again_and_matures(
+    pool: asyncpg.Pool, payouts_pair: RegtestPair
+) -> None:
+    """A reorg undone: the block leaves the main chain (reversed), then its chain outgrows the one
+    that replaced it. Its finder is credited again, by counter-entries, and paid at maturity; the
+    same twice over (the txns are numbered)."""
+    pair = payouts_pair
+    address = receiver(pair).call("getnewaddress")
+    elsewhere = receiver(pair).call("getnewaddress")
+    (ours,) = await asyncio.to_thread(pair.generate, 1)
+    async with pool.acquire() as conn:
+        reward = await record_block(conn, pair, ours, address)
+    credit = to_units(reward) - to_units(reward) // 100
+    assert (await _run(pool, pair)).settled.found == [ours]
+
+    height = pair.rpc(0, "getblock", ours)["height"]
+
+    async def outgrow(invalid: str) -> None:
+        """Node 0 forgets `invalid` and mines past node 1's chain without it; both follow; then
+        node 0 takes `invalid` back as a known side-chain block."""
+        pair.rpc(0, "invalidateblock", invalid)
+        ahead = pair.rpc(1, "getblockcount") - pair.rpc(0, "getblockcount") + 1
+        pair.rpc(0, "generatetoaddress", ahead, elsewhere)
+        await asyncio.to_thread(pair.sync_blocks)
+        pair.rpc(0, "reconsiderblock", invalid)
+
+    async def out_then_back() -> None:
+        await outgrow(ours)
+        assert pair.rpc(0, "getblock", ours)["confirmations"] == -1
+        report = await _run(pool, pair)
+        assert report.settled.orphaned == [ours] and report.settled.returned == []
+        async with pool.acquire() as conn:
+            assert await balance(conn, address, "immature") == 0
+        await outgrow(pair.rpc(0, "getblockhash", height))  # the rival at our block's height
+        assert pair.rpc(1, "getblock", ours)["confirmations"] >= 1
+        report = await _run(pool, pair)
+        assert report.settled.returned == [ours] and report.settled.orphaned == [], report.summary()
+        async with pool.acquire() as conn:
+            assert await balance(conn, address, "immature") == credit
+            assert await conn.fetchval("SELECT status FROM blocks WHERE hash = $1", ours) == "accepted"
+
+    await out_then_back()
+    await out_then_back()
+    async with pool.acquire() as conn:
+        txns = await conn.fetch("SELECT txn, amount FROM ledger_entries WHERE account = $1 ORDER BY id",
+                                address)
+    assert [(t["txn"].split(":", 2)[2], t["amount"]) for t in txns] == [
+        ("found", credit), ("orphan", -credit), ("return", credit), ("orphan:2", -credit),
+        ("return:2", credit),
+    ]
+    await asyncio.to_thread(pair.generate, 100)
+    report = await _run(pool, pair)
+    assert report.settled.matured == [ours] and report.created == 1, report.summary()
+    async with pool.acquire() as conn:
+        assert await balance(conn, address, "immature") == 0
+        assert await balance(conn, address, "balance") == 0
+        assert await balance(conn, address, "paid") == credit  # once, not once per return
+    (txid,) = report.sent
+    await asyncio.to_thread(pair.sync_mempools, [txid])
+    got = [Decimal(str(tx["amount"])) for tx in receiver(pair).call("listtransactions", "*", 100, 0, True)
+           if tx["txid"] == txid and tx["address"] == address]
+    assert got == [Decimal(credit) / 10**8]
+
+
 async def test_the_ledger_refuses_edits_and_unbalanced_txns(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.RaiseError, match="does not balance"):
