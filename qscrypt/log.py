@@ -32,6 +32,8 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
 
 
 def get_logger(**context: object) -> structlog.stdlib.BoundLogger:
-    """A logger with context bound (connection, worker, upstream): every line it writes carries it."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger().bind(**context)
+    """A logger with context bound (connection, worker, upstream): every line it writes carries it.
+    Lazy until its first line, so that one made at import, before `configure_logging`, still
+    writes in the configured format (binding at once fixed the default console renderer on it)."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(**context)
     return logger

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from qscrypt.log import configure_logging
+from qscrypt.log import configure_logging, get_logger
 
 _WRITER = """
 import sys
@@ -48,6 +48,25 @@ def test_a_log_line_and_its_newline_go_out_in_one_write(monkeypatch: pytest.Monk
     for text, event in zip(recorder.writes, ("test.one", "test.two"), strict=True):
         assert text.endswith("\n") and text.count("\n") == 1
         assert json.loads(text)["event"] == event
+
+
+def test_a_logger_made_at_import_writes_in_the_format_configured_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modules make their loggers at import, before the command configures logging: such a logger
+    must still write JSON lines when JSON is configured (the upstreams' state lines came out in the
+    console format among JSON ones)."""
+    structlog.reset_defaults()
+    early = get_logger(component="upstream")
+    recorder = _Recorder()
+    monkeypatch.setattr(sys, "stderr", recorder)
+    try:
+        configure_logging("info", "json")
+        early.warning("upstream.state", state="down")
+    finally:
+        structlog.reset_defaults()
+    [line] = recorder.writes
+    assert json.loads(line).items() >= {"component": "upstream", "event": "upstream.state", "state": "down",
+                                        "level": "warning"}.items()
 
 
 def test_processes_sharing_one_log_file_write_whole_lines(tmp_path: Path) -> None:
