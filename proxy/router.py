@@ -153,6 +153,8 @@ class Route:
     """A decision changed the route and its move is still to come: that move is a switch."""
     started_at: float | None = None
     """When the route first had an upstream."""
+    failed_over: bool = False
+    """The route has left a failed upstream: the proxy is past starting, whatever the clock says."""
 
 
 class Router:
@@ -339,10 +341,12 @@ class Router:
         failover = previous is not None and not self.groups[previous].healthy
         if route.started_at is None:
             route.started_at = now
-        if previous is None or (not failover and not route.decided and now - route.started_at < STARTUP_S):
+        starting = not route.failed_over and now - route.started_at < STARTUP_S
+        if previous is None or (not failover and not route.decided and starting):
             kind = START
         elif failover:
             kind = FAILOVER
+            route.failed_over = True
         elif route.decided and best.name == route.preferred:
             kind = SWITCH
         else:

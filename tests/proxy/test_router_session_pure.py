@@ -351,6 +351,23 @@ def test_moves_say_what_they_are() -> None:
     assert len(net.moves) == 5  # no failover while the proxy closes
 
 
+def test_a_return_after_a_failover_is_a_failback_even_while_starting() -> None:
+    """Within STARTUP_S a better upstream coming up is part of starting; once the route has failed
+    over, coming back is a failback, however soon (the real pool's test saw it 7 s after start)."""
+    net = make_net()
+    net.upstream("a", b"\x00\x00\x00\x01", 0)
+    net.upstream("b", b"\x00\x00\x00\x02", 1)
+    net.publish("a")
+    net.publish("b")
+    net.now += 2
+    net.fail("a", "gone")
+    net.now += 2
+    net.publish("a")
+    assert net.now - 1000.0 < STARTUP_S
+    assert [(m.previous, m.active, m.kind) for m in net.moves] == [
+        (None, "a", START), ("a", "b", FAILOVER), ("b", "a", FAILBACK)]
+
+
 def test_a_switch_moves_miners_in_staggered_batches_that_the_shell_times() -> None:
     net = make_net(stagger=(2, 0.5))
     net.upstream("a", b"\x00\x00\x00\x01", 0)
