@@ -111,7 +111,6 @@ async def settle_blocks(
         confirmations = int(info["confirmations"])
         found, mature = f"block:{block_hash}:found", f"block:{block_hash}:mature"
         async with conn.transaction():
-            done = await db.posted(conn, coin, [found])
             if confirmations == NOT_IN_MAIN_CHAIN:
                 posted = await db.posted(conn, coin, _block_txns(block_hash))
                 orphan = _next_flip(block_hash, "orphan", posted)
@@ -125,7 +124,7 @@ async def settle_blocks(
                 await db.mark_orphaned(conn, block_hash, LEFT_THE_MAIN_CHAIN)
                 report.orphaned.append(block_hash)
                 continue
-            if not done:
+            if not await db.posted(conn, coin, [found]):
                 split = await _block_split(conn, coin, config, block, float(info["difficulty"]))
                 await db.post(conn, split_entries(coin, found, split, "immature"))
                 report.found.append(block_hash)

@@ -60,7 +60,7 @@ class FanOut:
 
     def data_for(self, session: MinerSession) -> bytes:
         """The miner's notify (with a difficulty first if one is due); nothing if it moved since."""
-        if session.assignment is None or session.assignment.upstream != self.upstream:
+        if not session.mines_on(self.upstream):
             return b""
         return session.notify_data(self.job, self.now)
 
@@ -553,7 +553,7 @@ class Router:
         conn_ids = []
         for conn_id in list(members):
             session = self._sessions.get(conn_id)
-            if session is None or session.assignment is None or session.assignment.upstream != upstream:
+            if session is None or not session.mines_on(upstream):
                 members.discard(conn_id)
                 continue
             conn_ids.append(conn_id)

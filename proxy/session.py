@@ -186,6 +186,10 @@ class MinerSession:
     def subscribed(self) -> bool:
         return self.assignment is not None
 
+    def mines_on(self, upstream: str) -> bool:
+        """Whether this miner's work comes from `upstream` now."""
+        return self.assignment is not None and self.assignment.upstream == upstream
+
     @property
     def authorized(self) -> bool:
         return bool(self.workers)
