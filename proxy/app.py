@@ -85,7 +85,7 @@ class Proxy:
         self.router = Router(config.extranonce_prefix_size, config.failover.grace_s,
                              config.failover.fallback_to_preferred, self._authorize,
                              (config.switching.stagger_miners, config.switching.stagger_interval_s),
-                             worker, config.keepalive_s)
+                             worker, config.keepalive_s, self.host)
         self.dispatch = Dispatcher(self.router, self._spawn_session, self._on_move,
                                    lambda seconds, _miners: self.metrics.fan_out.observe(seconds))
         self.decisions = DecisionFeed(self.dispatch, config.switching, config.upstreams, dsn) \

@@ -4,30 +4,48 @@ A miner's extranonce1 is the upstream's extranonce1 followed by a prefix no othe
 that upstream session holds, so two miners can never build the same coinbase. A disconnected
 miner's prefix stays reserved for a while under its session id, so a reconnecting miner that
 passes the id back to `mining.subscribe` resumes with the same extranonce1.
+
+A session id is 24 hex digits: the host's tag (8), the worker process's index (2) and 56 random
+bits (14). The tag makes ids of differently named hosts behind one balancer differ by
+construction, and lets a host tell a miner that comes back from another host (which it can only
+start afresh) from one of its own; the index sends a resuming miner back to the worker holding
+its prefix; the random part keeps ids unguessable, so nobody takes over another miner's prefix.
 """
 
+import hashlib
 import secrets
 import string
 from collections import OrderedDict
 
-SESSION_ID_DIGITS = 16
+HOST_TAG_DIGITS = 8
+SESSION_ID_DIGITS = 24
 
 
-def new_session_id(worker: int | None = None) -> str:
-    """16 random hex digits; a worker of a multi-process proxy writes its index in the first two,
-    so the supervisor can send a miner that resumes the id back to the worker holding its prefix."""
-    if worker is None:
-        return secrets.token_hex(SESSION_ID_DIGITS // 2)
-    if not 0 <= worker <= 0xFF:
+def host_tag(host: str) -> str:
+    """A host's identity in its session ids and solo coinbases: 8 hex digits of sha256(name), so
+    the name itself goes neither to miners nor onto the public chain."""
+    return hashlib.sha256(host.encode()).hexdigest()[:HOST_TAG_DIGITS]
+
+
+def new_session_id(tag: str, worker: int | None = None) -> str:
+    """A fresh session id of the host tagged `tag`, made in worker `worker` (None: a single-process
+    proxy, written as worker 0)."""
+    if len(tag) != HOST_TAG_DIGITS or not all(c in string.hexdigits for c in tag):
+        raise ValueError(f"a host tag is {HOST_TAG_DIGITS} hex digits")
+    index = worker or 0
+    if not 0 <= index <= 0xFF:
         raise ValueError("a worker index is 0..255")
-    return f"{worker:02x}{secrets.token_hex(SESSION_ID_DIGITS // 2 - 1)}"
+    random_digits = SESSION_ID_DIGITS - HOST_TAG_DIGITS - 2
+    return f"{tag}{index:02x}{secrets.token_hex(random_digits // 2)}"
 
 
-def session_worker(session_id: str) -> int | None:
-    """The worker index written in a session id; None for anything no worker could have made."""
-    if len(session_id) != SESSION_ID_DIGITS or not all(c in string.hexdigits for c in session_id):
+def session_worker(session_id: str, tag: str) -> int | None:
+    """The worker index written in a session id this host (tagged `tag`) made; None for an id of
+    another host, or anything no worker could have made."""
+    if len(session_id) != SESSION_ID_DIGITS or not session_id.startswith(tag) \
+            or not all(c in string.hexdigits for c in session_id):
         return None
-    return int(session_id[:2], 16)
+    return int(session_id[HOST_TAG_DIGITS:HOST_TAG_DIGITS + 2], 16)
 
 
 class PrefixSpaceFull(Exception):
@@ -35,10 +53,13 @@ class PrefixSpaceFull(Exception):
 
 
 class PrefixAllocator:
-    def __init__(self, size: int, resume_window_s: float = 300.0, worker: int | None = None) -> None:
+    def __init__(self, size: int, tag: str, resume_window_s: float = 300.0,
+                 worker: int | None = None) -> None:
         if not 0 <= size <= 4:
             raise ValueError("prefix size must be 0..4 bytes")
         self.size = size
+        self.tag = tag
+        """The host's tag (`host_tag`), written into its session ids."""
         self.worker = worker
         """The worker process this allocator lives in, written into its session ids."""
         self.capacity = 1 << (8 * size)
@@ -79,7 +100,7 @@ class PrefixAllocator:
         if self.full:
             raise PrefixSpaceFull(f"all {self.capacity} extranonce prefixes are in use")
         prefix = self._find_free()
-        session_id = new_session_id(self.worker)
+        session_id = new_session_id(self.tag, self.worker)
         self._live[prefix] = session_id
         return self._encode(prefix), session_id
 

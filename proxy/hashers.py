@@ -36,12 +36,16 @@ SIMD lanes): under load its answers come back every ~2 ms (~20 ms with hashlib.s
 time). Each batch of answers wakes the loop, which then takes the core from a hasher and evicts
 part of its scratchpads; 64 instead of 32 halved those wake-ups and saved ~1.5 µs of loop time per
 share (bench.proxy with hashlib.scrypt, BENCHMARKS.md)."""
-_IN_HAND = 2 * READ_HEADERS
-"""Headers sent to one hasher and not yet answered: the next batch waits in its pipe while it
-hashes this one, so it never waits for a busy loop."""
+_IN_HAND = 16 * READ_HEADERS
+"""Headers sent to one hasher and not yet answered, ~25 ms of its work with AVX-512: the batches
+behind the one it hashes wait in its pipe, so it keeps hashing while the loop is busy elsewhere.
+With two batches (it was) the loop, parsing a burst for ~8 ms at a time, left both hashers idle
+for part of it: the cores idled 22–24 % of a burst (`perf sched` showed hashers waiting on an
+empty pipe while the loop ran), and validated shares per second were 20–25 % lower (BENCHMARKS.md)."""
+_SPARE = 2 * READ_HEADERS
+"""Headers parsed beyond what the hashers hold: the next batch of each is ready when it answers."""
 _FEED_EVERY = 16
 _NICENESS = 10
-_QUEUE_LOW = 256
 
 Hashed = Callable[[Any, bytes], None]
 """Called with the context given to `hash` and the header's scrypt hash."""
@@ -93,12 +97,19 @@ class HasherPool:
         self._closing = False
         self._restarting: set[asyncio.Task[None]] = set()
         self.on_room: Callable[[], None] | None = None
-        """Called when the queue runs low: the place to let held-back input in."""
+        """Called when answers have made room (the pool is no longer `full`): the place to let
+        held-back input in."""
 
     @property
-    def queued(self) -> int:
-        """Headers not yet handed to a hasher."""
-        return len(self._queue)
+    def unanswered(self) -> int:
+        """Headers given to `hash` and not yet answered, queued or in a hasher's hands."""
+        return len(self._queue) + sum(len(hasher.waiting) for hasher in self._hashers)
+
+    @property
+    def full(self) -> bool:
+        """Every hasher holds its `_IN_HAND` and the next batches are queued: parsing more shares now
+        would only lengthen the loop's stretches (and a waiting miner's wait), not the hashing."""
+        return self.unanswered >= self.size * _IN_HAND + _SPARE
 
     async def start(self) -> None:
         for index in range(self.size):
@@ -163,7 +174,7 @@ class HasherPool:
                 self.log.exception("hashers.callback_failed")
         hasher.partial = pending[count * HASH_BYTES:]
         self._feed()
-        if self.on_room is not None and len(self._queue) < _QUEUE_LOW:
+        if self.on_room is not None and not self.full:
             self.on_room()
 
     def _lost(self, hasher: _Hasher) -> None:

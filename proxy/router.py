@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mining import stratum
-from proxy.extranonce import PrefixAllocator, PrefixSpaceFull
+from proxy.extranonce import PrefixAllocator, PrefixSpaceFull, host_tag
 from proxy.jobs import JobBook, ProxyJob
 from proxy.session import Action, Assignment, MinerSession, Send
 from proxy.upstream.base import UpstreamWork
@@ -160,10 +160,12 @@ class Route:
 class Router:
     def __init__(self, prefix_size: int, grace_s: float, fallback_to_preferred: bool,
                  authorize: Callable[[str, str], bool | str], stagger: tuple[int, float] = (200, 0.1),
-                 worker: int | None = None, keepalive_s: float = 30.0) -> None:
+                 worker: int | None = None, keepalive_s: float = 30.0, host: str = "") -> None:
         self.prefix_size = prefix_size
         self.worker = worker
         """This process's index in a multi-process proxy: its session ids carry it."""
+        self.tag = host_tag(host)
+        """This host's tag (`[proxy] host_name`, hashed): its session ids carry it too."""
         self.grace_s = grace_s
         self.fallback_to_preferred = fallback_to_preferred
         self._authorize = authorize
@@ -251,7 +253,7 @@ class Router:
         extranonce2_size = layout[1]
         size = max(0, min(self.prefix_size, extranonce2_size - MIN_MINER_EXTRANONCE2))
         had_miners = member.allocator is not None and member.allocator.live > 0
-        member.allocator = PrefixAllocator(size, worker=self.worker)
+        member.allocator = PrefixAllocator(size, self.tag, worker=self.worker)
         member.layout = layout
         self._log.info("upstream.layout", upstream=member.name, extranonce1=layout[0].hex(),
                        extranonce2_size=extranonce2_size, prefix_size=size,

@@ -42,10 +42,6 @@ _MINER_LOG_RATE, _MINER_LOG_BURST = 20.0, 200
 """Miner connect/authorize/disconnect lines per second (and burst) before they are only counted."""
 _ANSWER_WAIT_S = 5.0
 """The longest a close waits for a miner's shares in flight to be answered."""
-_QUEUE_HIGH = 1024
-"""Shares waiting for a hasher (~160 ms of work on two cores) beyond which miners' input is left
-unread: a burst is parsed as the hashers free up, not all at once, so the loop keeps answering and
-feeding them, and memory stays bounded."""
 
 
 class HeaderReader:
@@ -451,7 +447,10 @@ class StratumServer:
     # -- backpressure -------------------------------------------------------------------------------
 
     def hashers_behind(self) -> bool:
-        return self.hasher.queued >= _QUEUE_HIGH
+        """Miners' input is left unread while the hashers are full: a burst is parsed as they free
+        up, a little at a time, not all at once, so the loop keeps answering and feeding them
+        between two reads, and memory stays bounded."""
+        return self.hasher.full
 
     def hold(self, conn: MinerConnection) -> None:
         if conn not in self._held and conn.transport is not None:

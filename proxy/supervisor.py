@@ -48,7 +48,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from mining import stratum
 from proxy.admission import Admission
 from proxy.config import ProxyConfig
-from proxy.extranonce import session_worker
+from proxy.extranonce import host_tag, session_worker
 from proxy.metrics import TopWorkerGauges, WorkerFigure, top_workers
 from proxy.proxy_protocol import TrustedSources
 from proxy.server import HeaderReader
@@ -183,10 +183,12 @@ class Supervisor:
         self.workers = [_Worker(i) for i in range(config.workers)]
         self.admission = Admission(config.limits)
         self.proxy_sources = TrustedSources(config.listen.proxy_protocol_from)
+        self.tag = host_tag(config.host)
+        """This host's tag: a resumed session id without it was made by another host."""
         self._vias: dict[socket.socket, str] = {}
+        """Accepted sockets whose miner a PROXY header named, with the balancer that relayed it."""
         self._headers: dict[socket.socket, str] = {}
         """Accepted sockets whose PROXY header (or first bytes) is being read, with their port's kind."""
-        """Accepted sockets whose miner a PROXY header named, with the balancer that relayed it."""
         self.ports: dict[str, int] = {}
         # Its own figures, served beside the workers' (the supervisor is no multiprocess writer).
         self.registry = registry = prometheus_client.CollectorRegistry()
@@ -399,7 +401,7 @@ class Supervisor:
             conn.close()
             self.admission.released(ip)
             return
-        self._hand_off(conn, ip, "tcp", _resumed_worker(data) if data else None)
+        self._hand_off(conn, ip, "tcp", _resumed_worker(data, self.tag) if data else None)
 
     def _hand_off(self, conn: socket.socket, ip: str, kind: str, resumed: int | None) -> None:
         via = self._vias.pop(conn, None)
@@ -501,9 +503,10 @@ class Supervisor:
                             other.control.send(_encode({"ban": ip, "seconds": seconds}))
 
 
-def _resumed_worker(data: bytes) -> int | None:
+def _resumed_worker(data: bytes, tag: str) -> int | None:
     """The worker written in the session id that a miner's first line, a `mining.subscribe`,
-    resumes; None for any other first line."""
+    resumes; None for any other first line, and for an id another host made (its miner came
+    through the balancer from there and is placed like a new one)."""
     line, newline, _ = data.partition(b"\n")
     if not newline:
         return None
@@ -511,7 +514,7 @@ def _resumed_worker(data: bytes) -> int | None:
     if not isinstance(event, stratum.Request) or event.method != "mining.subscribe" or len(event.params) < 2:
         return None
     session_id = event.params[1]
-    return session_worker(session_id) if isinstance(session_id, str) else None
+    return session_worker(session_id, tag) if isinstance(session_id, str) else None
 
 
 async def run_supervisor(config: ProxyConfig, command: list[str], dsn: str | None,

@@ -44,7 +44,6 @@ as Litecoin's are, with their coin.
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -79,6 +78,7 @@ from mining.job import Job
 from mining.serialize import bip34_height, push_data
 from proxy import db
 from proxy.config import FailoverConfig, UpstreamConfig
+from proxy.extranonce import host_tag
 from proxy.journal import RecordJournal
 from proxy.upstream.aux import AuxChain
 from proxy.upstream.base import SubmitOutcome, Upstream, UpstreamState, UpstreamWork
@@ -161,12 +161,12 @@ async def insert_block(conn: asyncpg.Connection, record: dict[str, Any]) -> None
 
 
 def host_mark(host: str | None) -> bytes:
-    """The host's identity in its coinbases: 8 hex digits of sha256(host name) and a `/` after the
-    tag. Two proxy hosts mining solo on one daemon to one address then never build the same
-    coinbase even if their random extranonce1 met; the name itself stays off the public chain."""
+    """The host's identity in its coinbases: its tag (`host_tag`) and a `/` after the coinbase tag.
+    Two proxy hosts mining solo on one daemon to one address then never build the same coinbase
+    even if their random extranonce1 met."""
     if not host:
         return b""
-    return hashlib.sha256(host.encode()).hexdigest()[:8].encode() + b"/"
+    return host_tag(host).encode() + b"/"
 
 
 class DaemonUpstream(Upstream):

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from api.app import create_app
 from api.config import ApiConfig
+from proxy.extranonce import host_tag
 from tests.proxy.conftest import wait_for
 from tests.services.haproxy import BALANCER_IP, Frontend, HAProxy
 from tests.services.proxy_command import free_port, stop_process
@@ -221,6 +222,8 @@ async def test_two_hosts_behind_haproxy_share_one_farm_and_survive_a_host_killed
         await _eventually_rows(pg_dsn, query, _counts(answered), "every accepted share recorded")
         placed = dict(await _rows(pg_dsn, "SELECT worker, min(host) FROM shares GROUP BY worker"))
         assert set(placed.values()) == {"host-a", "host-b"}, placed
+        # Each session id carries the tag of the host that made it: unique across hosts by construction.
+        assert all(rig.miner.session_id.startswith(host_tag(placed[rig.worker])) for rig in rigs)
         assert await _rows(pg_dsn, "SELECT DISTINCT worker, ip FROM shares ORDER BY worker") == \
             [(rig.worker, rig.source) for rig in sorted(rigs, key=lambda r: r.worker)]
 
@@ -264,6 +267,8 @@ async def test_two_hosts_behind_haproxy_share_one_farm_and_survive_a_host_killed
             old = rig.miner
             rig.miner = await _join(farm, rig.worker, rig.source, resume=old.session_id)
             await old.close()
+            # host-b cannot resume host-a's session (its upstream sessions are its own): a new one.
+            assert rig.miner.session_id.startswith(host_tag("host-b")), (old.session_id, rig.miner.session_id)
         for rig in rigs:
             await _mine(rig, answered)
         # host-a's journal holds what it had not written yet: replayed as an operator would.

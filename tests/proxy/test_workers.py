@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.extranonce import host_tag, new_session_id
 from tests.proxy.conftest import wait_for
 from tests.services.proxy_command import start_proxy_command, stop_process
 from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
@@ -182,6 +183,30 @@ async def test_a_resuming_miner_goes_back_to_the_worker_holding_its_extranonce1(
     finally:
         for other in [miner, *others]:
             await other.close()
+
+
+async def test_a_miner_resuming_another_hosts_id_is_placed_by_load_and_starts_afresh(
+        supervised: Running) -> None:
+    """Behind HAProxy a miner of a host that died comes back here with that host's session id: the
+    worker digits in it are the other host's, so it is placed like a new miner (before host tags,
+    every such miner went to the worker its digits named, however loaded) and gets an id of ours."""
+    first = await _miner(supervised.port, "127.0.0.51")
+    miners = [first]
+    try:
+        assert (await first.subscribe()).error is None
+        ours = first.session_id[:8]
+        worker = int(first.session_id[8:10], 16)
+        foreign = [new_session_id(host_tag("a-host-that-died"), worker) for _ in range(4)]
+        assert not any(session.startswith(ours) for session in foreign)
+        for session in foreign:
+            miner = await _miner(supervised.port, "127.0.0.51")
+            miners.append(miner)
+            assert (await miner.subscribe(resume=session)).error is None
+            assert miner.session_id.startswith(ours) and miner.session_id != session
+        assert len({m.extranonce1[:4] for m in miners}) == 2  # on both workers
+    finally:
+        for miner in miners:
+            await miner.close()
 
 
 async def test_miners_that_open_with_anything_else_are_placed_as_before(supervised: Running) -> None:
