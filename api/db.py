@@ -369,7 +369,8 @@ async def workers(
     return list(
         await conn.fetch(
             """
-        SELECT name, profile, accepted, rejected, stale, hashrate_hs, last_share_at, last_seen, created_at
+        SELECT name, profile, accepted, rejected, stale, hashrate_hs, last_share_at, last_seen, created_at,
+               host AS proxy_host
         FROM workers
         WHERE ($1::text IS NULL OR profile = $1) AND ($2::text IS NULL OR name > $2)
         ORDER BY name LIMIT $3
@@ -393,7 +394,8 @@ async def blocks(
     return list(
         await conn.fetch(
             """
-        SELECT id, coin, height, hash, worker, upstream, reward::float8 AS reward, status, reason, found_at
+        SELECT id, coin, height, hash, worker, upstream, reward::float8 AS reward, status, reason, found_at,
+               host AS proxy_host
         FROM blocks
         WHERE ($1::text IS NULL OR coin = $1) AND ($2::text IS NULL OR status = $2)
           AND ($3::timestamptz IS NULL OR found_at >= $3) AND ($4::timestamptz IS NULL OR found_at < $4)
@@ -421,7 +423,8 @@ async def switch_events(
     return list(
         await conn.fetch(
             """
-        SELECT id, ts, profile, worker_count, from_upstream, to_upstream, reason, expected_gain_pct
+        SELECT id, ts, profile, worker_count, from_upstream, to_upstream, reason, expected_gain_pct,
+               host AS proxy_host
         FROM switch_events
         WHERE ($1::text IS NULL OR profile = $1)
           AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3)

@@ -546,6 +546,11 @@ class DecisionList(Answer):
     items: list[Decision]
 
 
+ProxyHost = Annotated[str | None, Field(description=(
+    "the proxy host that wrote the row, or judged the worker's latest share ([proxy] host_name): several "
+    "hosts behind one load balancer share one database; null in rows written before migration 0011"))]
+
+
 class Worker(Answer):
     name: str
     profile: str
@@ -556,6 +561,7 @@ class Worker(Answer):
     last_share_at: datetime | None
     last_seen: datetime | None
     created_at: datetime
+    proxy_host: ProxyHost
 
 
 class WorkerList(Answer):
@@ -574,6 +580,7 @@ class Block(Answer):
     status: BlockStatus
     reason: str | None
     found_at: datetime
+    proxy_host: ProxyHost
 
 
 class BlockList(Answer):
@@ -590,6 +597,7 @@ class SwitchEvent(Answer):
     to_upstream: str
     reason: str | None
     expected_gain_pct: float | None
+    proxy_host: ProxyHost
 
 
 class SwitchEventList(Answer):

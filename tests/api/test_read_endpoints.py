@@ -195,14 +195,16 @@ async def test_workers_blocks_and_switch_events(
 ) -> None:
     await pg_conn.execute("INSERT INTO profiles (name, strategy) VALUES ('ltc-only', 'max_coin')")
     await pg_conn.executemany(
-        "INSERT INTO workers (name, profile, accepted, hashrate_hs, token_hash)"
-        " VALUES ($1, $2, $3, $4, 'secret')",
-        [(f"rig{i:02d}", "ltc-only" if i % 2 else "default", i * 10, i * 1e9) for i in range(5)],
+        "INSERT INTO workers (name, profile, accepted, hashrate_hs, token_hash, host)"
+        " VALUES ($1, $2, $3, $4, 'secret', $5)",
+        # rig04's row predates migration 0011: no host.
+        [(f"rig{i:02d}", "ltc-only" if i % 2 else "default", i * 10, i * 1e9,
+          f"edge-{'ab'[i % 2]}" if i < 4 else None) for i in range(5)],
     )
     found = datetime(2026, 11, 20, tzinfo=UTC)
     await pg_conn.executemany(
-        "INSERT INTO blocks (coin, height, hash, worker, reward, status, found_at)"
-        " VALUES ($1, $2, $3, 'rig01', 6.25, $4, $5)",
+        "INSERT INTO blocks (coin, height, hash, worker, reward, status, found_at, host)"
+        " VALUES ($1, $2, $3, 'rig01', 6.25, $4, $5, 'edge-b')",
         [
             (
                 "LTC" if i < 3 else "DOGE",
@@ -215,9 +217,10 @@ async def test_workers_blocks_and_switch_events(
         ],
     )
     await pg_conn.executemany(
-        "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason, ts)"
-        " VALUES ($1, 3, $2, $3, 'better', $4)",
-        [("default", f"u{i}", f"u{i + 1}", found + timedelta(minutes=i)) for i in range(3)],
+        "INSERT INTO switch_events (profile, worker_count, from_upstream, to_upstream, reason, ts, host)"
+        " VALUES ($1, 3, $2, $3, 'better', $4, $5)",
+        [("default", f"u{i}", f"u{i + 1}", found + timedelta(minutes=i), f"edge-{'ab'[i % 2]}")
+         for i in range(3)],
     )
     client = await make_client(market_dsn)
 
@@ -229,9 +232,13 @@ async def test_workers_blocks_and_switch_events(
     ltc_only = await get_json(client, "/v1/workers?profile=ltc-only")
     assert [(w["name"], w["accepted"]) for w in ltc_only["items"]] == [("rig01", 10), ("rig03", 30)]
     assert ltc_only["next_after"] is None
+    # Each row says which proxy host wrote it (several hosts share one database).
+    everyone = await get_json(client, "/v1/workers")
+    assert [w["proxy_host"] for w in everyone["items"]] == ["edge-a", "edge-b", "edge-a", "edge-b", None]
 
     blocks = await get_json(client, "/v1/blocks?coin=LTC&limit=2")
     assert [b["height"] for b in blocks["items"]] == [102, 101]  # newest first
+    assert {b["proxy_host"] for b in blocks["items"]} == {"edge-b"}
     older = await get_json(client, f"/v1/blocks?coin=LTC&limit=2&before={blocks['next_before']}")
     assert [(b["height"], b["status"]) for b in older["items"]] == [(100, "rejected")]
     window = await get_json(client, "/v1/blocks?from=2026-11-20T01:00:00Z&to=2026-11-20T03:00:00Z")
@@ -239,10 +246,10 @@ async def test_workers_blocks_and_switch_events(
     assert [b["coin"] for b in (await get_json(client, "/v1/blocks?status=rejected"))["items"]] == ["LTC"]
 
     events = await get_json(client, "/v1/switch-events?profile=default")
-    assert [(e["from_upstream"], e["to_upstream"]) for e in events["items"]] == [
-        ("u2", "u3"),
-        ("u1", "u2"),
-        ("u0", "u1"),
+    assert [(e["from_upstream"], e["to_upstream"], e["proxy_host"]) for e in events["items"]] == [
+        ("u2", "u3", "edge-a"),
+        ("u1", "u2", "edge-b"),
+        ("u0", "u1", "edge-a"),
     ]
     assert (await get_json(client, "/v1/switch-events?profile=other"))["items"] == []
     for path, parameter in (

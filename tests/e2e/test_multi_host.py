@@ -33,7 +33,7 @@ from api.config import ApiConfig
 from proxy.extranonce import host_tag
 from tests.proxy.conftest import wait_for
 from tests.services.haproxy import BALANCER_IP, Frontend, HAProxy
-from tests.services.proxy_command import free_port, stop_process
+from tests.services.proxy_command import free_port, spawn_proxy, stop_process
 from tests.stratum_peers import PoolServer, ScriptedMiner
 
 TOKEN = "multi-host-token-0123456789"
@@ -54,10 +54,7 @@ class Host:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("a") as out:
-            # Its own process group, as a service manager runs it: a kill takes the whole host.
-            self.process = subprocess.Popen([sys.executable, "-m", "cli", "-c", str(self.config), "proxy"],
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = spawn_proxy(self.config, self.log)
 
     def ready(self) -> bool:
         text = self.log.read_text()
@@ -244,6 +241,14 @@ async def test_two_hosts_behind_haproxy_share_one_farm_and_survive_a_host_killed
         await _eventually_rows(pg_dsn, f"SELECT DISTINCT host FROM switch_events WHERE profile = '{PROFILE}'"
                                " AND to_upstream = 'pool-b' ORDER BY host", [("host-a",), ("host-b",)],
                                "a switch_events row from each host")
+        # The decision API shows which host wrote each row.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{api}/v1/switch-events", params={"profile": PROFILE}) as reply:
+                events = (await reply.json())["items"]
+            async with http.get(f"{api}/v1/workers") as reply:
+                listed = {w["name"]: w["proxy_host"] for w in (await reply.json())["items"]}
+        assert {e["proxy_host"] for e in events if e["to_upstream"] == "pool-b"} == {"host-a", "host-b"}
+        assert {name: listed.get(name) for name in placed} == placed, (listed, placed)
 
         # 3. host-a dies with shares it answered `true` for and never wrote (the database holds
         # their segment's first statement until host-a is dead); its miners come back through

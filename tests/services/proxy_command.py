@@ -54,7 +54,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> int | None:
     return process.returncode
 
 
-def _spawn(config: Path, log: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
+def spawn_proxy(config: Path, log: Path, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`qscrypt -c config proxy *args` in its own process group (a kill of the group takes the
+    whole host: supervisor, workers, hashers), stdout and stderr into `log`."""
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "cli", "-c", str(config), "proxy", *args],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -70,7 +72,7 @@ async def start_proxy_command(
     for _attempt in range(3):
         ports = {name: free_port() for name in port_names}
         config.write_text(text(ports))
-        process = _spawn(config, log, args)
+        process = spawn_proxy(config, log, args)
         running = ProxyCommand(process, log, ports)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
