@@ -177,7 +177,7 @@ class MinerConnection(asyncio.Protocol):
             self.close(refusal, registered=False)
             return
         self.server.attach(self)
-        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)
+        transport.set_write_buffer_limits(high=self.server.limits.write_buffer_bytes)  # see pause_writing
         local = transport.get_extra_info("sockname")
         self.server.log_miner("miner.connected", conn=conn_id, ip=self.ip,
                               port=local[1] if isinstance(local, tuple) else None,
@@ -351,9 +351,13 @@ class MinerConnection(asyncio.Protocol):
     def _send(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.server.limits.write_buffer_bytes:
-            # A miner that does not read its socket would make us buffer without bound.
-            self.close("slow reader: write buffer full", notify=False)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer has passed `write_buffer_bytes`, its high-water mark: a miner that
+        does not read its socket would make us buffer without bound. Closed on the loop's next turn,
+        not inside the write that got here. (The transport says so itself, so a fan-out or a reply
+        asks nothing more than the write per miner.)"""
+        asyncio.get_running_loop().call_soon(self.close, "slow reader: write buffer full", False)
 
     def close(self, reason: str, notify: bool = True, registered: bool = True) -> None:
         if self.closed:
