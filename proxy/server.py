@@ -346,9 +346,6 @@ class MinerConnection(asyncio.Protocol):
             return
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
-        self._send(data)
-
-    def _send(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.extranonce import host_tag, new_session_id
+from proxy.extranonce import HOST_TAG_DIGITS, host_tag, new_session_id, session_worker
 from tests.proxy.conftest import wait_for
 from tests.services.proxy_command import start_proxy_command, stop_process
 from tests.stratum_peers import PoolServer, ScriptedMiner, make_certificate
@@ -194,8 +194,9 @@ async def test_a_miner_resuming_another_hosts_id_is_placed_by_load_and_starts_af
     miners = [first]
     try:
         assert (await first.subscribe()).error is None
-        ours = first.session_id[:8]
-        worker = int(first.session_id[8:10], 16)
+        ours = first.session_id[:HOST_TAG_DIGITS]
+        worker = session_worker(first.session_id, ours)
+        assert worker is not None
         foreign = [new_session_id(host_tag("a-host-that-died"), worker) for _ in range(4)]
         assert not any(session.startswith(ours) for session in foreign)
         for session in foreign:
